@@ -1,0 +1,3 @@
+module Mpo.Experiments.Main
+[<EntryPoint>]
+let main argv = 0

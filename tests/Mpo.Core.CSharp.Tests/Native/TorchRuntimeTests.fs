@@ -1,0 +1,1 @@
+module Mpo.Core.Tests.TorchRuntimeTests
