@@ -1,13 +1,11 @@
 module Mpo.Core.Tests.Main
 
+open System.Reflection
 open Expecto
 
+/// Every `[<Tests>]` value in this assembly; each test file owns one concept of src/Mpo.Core.CSharp.
 [<EntryPoint>]
 let main argv =
-    testList "Mpo.Core" [
-        testCase "torch loads" (fun () ->
-            let s = TorchSharp.torch.linalg.svd(TorchSharp.torch.eye(3L), fullMatrices = false)
-            let struct (_, sv, _) = s
-            Expect.floatClose Accuracy.high (sv.sum().item<float32>() |> float) 3.0 "svd of identity")
-    ]
-    |> Mpo.Tests.Runner.run argv
+    match Impl.testFromAssembly (Assembly.GetExecutingAssembly()) with
+    | Some tests -> Mpo.Tests.Runner.run argv tests
+    | None -> eprintfn "no tests found"; 1

@@ -2,19 +2,23 @@
 /// (Expecto's own summary carries colours and its own wording; there is no `dotnet test` adapter here.)
 module Mpo.Tests.Runner
 
+open System
 open Expecto
 open Expecto.Impl
 
 let run (argv: string[]) (tests: Test) =
-    let plainSummary (summary: TestRunSummary) =
-        // errored tests count as failed: either way the suite did not hold.
-        let failed = summary.failed.Length + summary.errored.Length
-        printfn "%d passed, %d failed, %d skipped" summary.passed.Length failed summary.ignored.Length
+    let mutable counts = None
     let config =
-        { defaultConfig with
-            printer =
-                { defaultConfig.printer with
-                    summary = fun cfg summary -> async {
-                        do! defaultConfig.printer.summary cfg summary
-                        plainSummary summary } } }
-    runTestsWithCLIArgs [ CLIArguments.Printer config.printer; CLIArguments.No_Spinner ] argv tests
+        { defaultConfig.printer with
+            summary = fun cfg summary -> async {
+                do! defaultConfig.printer.summary cfg summary
+                // errored tests count as failed: either way the suite did not hold.
+                counts <- Some (summary.passed.Length, summary.failed.Length + summary.errored.Length, summary.ignored.Length) } }
+    let exitCode = runTestsWithCLIArgs [ CLIArguments.Printer config; CLIArguments.No_Spinner ] argv tests
+    // Printed after Expecto has finished writing (its logger ends lines with colour resets).
+    Console.Out.Flush()
+    match counts with
+    | Some (passed, failed, skipped) -> Console.Out.Write(sprintf "\n%d passed, %d failed, %d skipped\n" passed failed skipped)
+    | None -> ()
+    Console.Out.Flush()
+    exitCode
