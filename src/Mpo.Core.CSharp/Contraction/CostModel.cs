@@ -1,0 +1,118 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Mpo.Decomposition;
+
+namespace Mpo.Contraction;
+
+/// <summary>How an MPO layer computes y = x Wᵀ.</summary>
+public enum ContractionPath
+{
+    /// <summary>Pick per call from the cost model.</summary>
+    Auto,
+    /// <summary>Rebuild W from the cores, then one dense GEMM (what the papers' code does every forward).</summary>
+    Reconstruct,
+    /// <summary>Contract the input with one core at a time, never forming W.</summary>
+    Factorized,
+}
+
+/// <summary>Estimated work of one path: multiply-accumulates, elements copied by reshapes, and the largest
+/// intermediate (elements) that must be live — the last drives peak memory (activations saved for backward).</summary>
+public readonly record struct PathCost(ContractionPath Path, double Macs, double CopiedElements, double PeakElements, double SavedElements)
+{
+    /// <summary>A single figure to compare paths by: MACs plus copies weighted by <see cref="CostModel.CopyWeight"/>.</summary>
+    public double Effective => Macs + CostModel.CopyWeight * CopiedElements + CostModel.CallOverheadMacs * Calls;
+    internal int Calls { get; init; }
+}
+
+/// <summary>
+/// Cost of the two contraction paths for a given token count (spec §3.1 of peers.md), training step (forward and
+/// backward) or inference. Pure arithmetic on the shapes.
+/// </summary>
+public static class CostModel
+{
+    /// <summary>One copied element costs about this many multiply-accumulates (memory-bound permutes versus
+    /// compute-bound GEMMs on a CPU); calibrated with bench/ (MpoLinear forward+backward table).</summary>
+    public const double CopyWeight = 4.0;
+
+    /// <summary>Fixed cost of one kernel launch / dispatch expressed in MACs (small GEMMs are far from peak).</summary>
+    public const double CallOverheadMacs = 20_000;
+
+    /// <summary>Cost of the factorized path for <paramref name="tokens"/> input rows.</summary>
+    public static PathCost Factorized(MpoFactorization f, IReadOnlyList<int> bonds, long tokens, bool training)
+    {
+        int n = f.CoreCount;
+        double macs = 0, copied = 0, peak = 0, saved = 0;
+        double q = tokens, p = f.PaddedCols;
+        copied += tokens * (double)f.PaddedCols; // initial reordering of the input
+        for (int k = 0; k < n; k++)
+        {
+            double j = f.ColFactors[k], i = f.RowFactors[k], d = bonds[k], dNext = bonds[k + 1];
+            p /= j;
+            double stateIn = p * j * q * d;
+            double stateOut = p * q * i * dNext;
+            macs += p * q * d * j * i * dNext;
+            copied += stateIn;
+            peak = Math.Max(peak, stateIn + stateOut);
+            saved += stateIn;
+            q *= i;
+        }
+        int calls = 2 * n;
+        if (training) { macs *= 3; copied *= 2; calls *= 3; }
+        return new PathCost(ContractionPath.Factorized, macs, copied, peak, training ? saved : 0) { Calls = calls };
+    }
+
+    /// <summary>Cost of rebuilding W and multiplying (the rebuild is paid once per call, whatever the token count).</summary>
+    public static PathCost Reconstruct(MpoFactorization f, IReadOnlyList<int> bonds, long tokens, bool training)
+    {
+        int n = f.CoreCount;
+        double macs = 0, chain = f.Physical(0), peak = 0;
+        for (int k = 1; k < n; k++)
+        {
+            // [a_1⋯a_k, d_k] · [d_k, a_{k+1} d_{k+1}]
+            macs += chain * bonds[k] * f.Physical(k) * bonds[k + 1];
+            chain *= f.Physical(k);
+            peak = Math.Max(peak, chain * bonds[k + 1]);
+        }
+        double weight = (double)f.PaddedRows * f.PaddedCols;
+        double copied = weight; // the final permute
+        double gemm = (double)tokens * f.Rows * f.Cols;
+        macs += gemm;
+        peak = Math.Max(peak, weight + (double)tokens * f.Rows);
+        int calls = n + 2;
+        if (training) { macs *= 3; copied *= 2; calls *= 3; }
+        return new PathCost(ContractionPath.Reconstruct, macs, copied, peak, training ? weight : 0) { Calls = calls };
+    }
+
+    /// <summary>Cost of producing <paramref name="count"/> rows of W without forming it (embedding lookup): per row,
+    /// the chain [j_1⋯j_{k-1}, d_{k-1}] · [d_{k-1}, j_k d_k] over the cores sliced at the row's digits.</summary>
+    public static PathCost Rows(MpoFactorization f, IReadOnlyList<int> bonds, long count, bool training)
+    {
+        double perRow = 0, width = 1, peak = 0;
+        for (int k = 0; k < f.CoreCount; k++)
+        {
+            perRow += width * bonds[k] * f.ColFactors[k] * bonds[k + 1];
+            width *= f.ColFactors[k];
+            peak = Math.Max(peak, width * bonds[k + 1]);
+        }
+        double macs = perRow * count, copied = count * (double)f.ParameterCount(bonds) / Math.Max(1, f.PaddedRows) * f.CoreCount;
+        int calls = 3 * f.CoreCount;
+        if (training) { macs *= 3; copied *= 2; calls *= 3; }
+        return new PathCost(ContractionPath.Factorized, macs, copied, peak * count, training ? peak * count : 0) { Calls = calls };
+    }
+
+    /// <summary>Cost of a plain dense Linear of the same size (the baseline).</summary>
+    public static PathCost Dense(MpoFactorization f, long tokens, bool training)
+    {
+        double macs = (double)tokens * f.Rows * f.Cols * (training ? 3 : 1);
+        return new PathCost(ContractionPath.Reconstruct, macs, 0, (double)f.Rows * f.Cols, 0) { Calls = training ? 3 : 1 };
+    }
+
+    /// <summary>The cheaper of the two paths by <see cref="PathCost.Effective"/>.</summary>
+    public static ContractionPath Choose(MpoFactorization f, IReadOnlyList<int> bonds, long tokens, bool training)
+    {
+        var factorized = Factorized(f, bonds, tokens, training);
+        var reconstruct = Reconstruct(f, bonds, tokens, training);
+        return factorized.Effective < reconstruct.Effective ? ContractionPath.Factorized : ContractionPath.Reconstruct;
+    }
+}

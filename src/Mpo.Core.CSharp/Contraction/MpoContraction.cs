@@ -1,0 +1,110 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Mpo.Decomposition;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mpo.Contraction;
+
+/// <summary>
+/// The ways to use an MPO (spec §3.5, §3.1 of peers.md): rebuild the dense matrix, or contract an input with the cores
+/// one at a time. All differentiable (autograd flows into the cores), device- and dtype-agnostic.
+/// </summary>
+public static class MpoContraction
+{
+    /// <summary>W = T(1)·T(2)⋯T(n) as a [Rows, Cols] matrix; zero padding sliced off.</summary>
+    public static Tensor Reconstruct(IReadOnlyList<Tensor> cores, MpoFactorization f)
+    {
+        int n = f.CoreCount;
+        using var scope = NewDisposeScope();
+        // Chain the cores on their bonds: [a_1, d_1] · [d_1, a_2 d_2] → [a_1 a_2, d_2] …
+        var t = cores[0].reshape(-1, cores[0].shape[3]);
+        for (int k = 1; k < n; k++)
+            t = t.matmul(cores[k].reshape(cores[k].shape[0], -1)).reshape(-1, cores[k].shape[3]);
+        // (i_1, j_1, …, i_n, j_n) → (i_1 … i_n, j_1 … j_n)
+        var shape = Enumerable.Range(0, n).SelectMany(k => new long[] { f.RowFactors[k], f.ColFactors[k] }).ToArray();
+        var perm = Enumerable.Range(0, n).Select(k => (long)(2 * k)).Concat(Enumerable.Range(0, n).Select(k => (long)(2 * k + 1))).ToArray();
+        var w = t.reshape(shape).permute(perm).reshape(f.PaddedRows, f.PaddedCols);
+        if (f.IsPadded) w = w.narrow(0, 0, f.Rows).narrow(1, 0, f.Cols);
+        return w.contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>y = x Wᵀ (+ b) with W rebuilt first: one dense GEMM, cost independent of the bonds once W exists.</summary>
+    public static Tensor LinearReconstructed(Tensor input, IReadOnlyList<Tensor> cores, MpoFactorization f, Tensor? bias = null)
+    {
+        using var scope = NewDisposeScope();
+        var w = Reconstruct(cores, f);
+        return nn.functional.linear(input, w, bias).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// y = x Wᵀ (+ b) without forming W: the input's column modes are consumed one core at a time, producing the row
+    /// modes. Cheaper than rebuilding when bonds are small or tokens few (see <see cref="CostModel"/>).
+    /// </summary>
+    /// <remarks>
+    /// Layout: the state is kept as [j_n⋯j_{k+1}, j_k, (tokens, i_1⋯i_{k-1}), d_{k-1}], so each step is one permute
+    /// and one GEMM with the core viewed as [d_{k-1}·j_k, i_k·d_k], and the result is already in the next step's layout.
+    /// </remarks>
+    public static Tensor LinearFactorized(Tensor input, IReadOnlyList<Tensor> cores, MpoFactorization f, Tensor? bias = null)
+    {
+        if (input.shape[^1] != f.Cols)
+            throw new ArgumentException($"input has {input.shape[^1]} features, the MPO expects {f.Cols}", nameof(input));
+        int n = f.CoreCount;
+        using var scope = NewDisposeScope();
+        var leading = input.shape[..^1];
+        long tokens = leading.Aggregate(1L, (a, b) => a * b);
+        var x = input.reshape(tokens, f.Cols);
+        if (f.Cols != f.PaddedCols) x = nn.functional.pad(x, new long[] { 0, f.PaddedCols - f.Cols });
+        // [T, j_1..j_n] → [j_n, …, j_1, T, 1]
+        var jShape = new long[] { tokens }.Concat(f.ColFactors.Select(j => (long)j)).ToArray();
+        var reverse = Enumerable.Range(1, n).Reverse().Select(k => (long)k).Append(0L).ToArray();
+        var state = x.reshape(jShape).permute(reverse);
+        long q = tokens, d = 1, p = f.PaddedCols;
+        for (int k = 0; k < n; k++)
+        {
+            long j = f.ColFactors[k], i = f.RowFactors[k], dNext = cores[k].shape[3];
+            p /= j;
+            // [p, j, q, d] → [p, q, d, j] · core[d, j, i, d'] → [p, q, i, d']  (= [p', j_{k+1}, q·i, d'])
+            var s = state.reshape(p, j, q, d).permute(0, 2, 3, 1).reshape(p * q, d * j);
+            var core = cores[k].permute(0, 2, 1, 3).reshape(d * j, i * dNext);
+            state = s.matmul(core);
+            q *= i;
+            d = dNext;
+        }
+        var y = state.reshape(tokens, f.PaddedRows);
+        if (f.Rows != f.PaddedRows) y = y.narrow(1, 0, f.Rows);
+        if (bias is not null) y = y + bias;
+        return y.reshape(leading.Append((long)f.Rows).ToArray()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Rows <paramref name="indices"/> of W without forming W (embedding lookup): each core is sliced at the row digit
+    /// of every index, and the slices are chained per index. Cost grows with the number of indices, not the vocabulary.
+    /// </summary>
+    public static Tensor RowsFactorized(Tensor indices, IReadOnlyList<Tensor> cores, MpoFactorization f)
+    {
+        int n = f.CoreCount;
+        using var scope = NewDisposeScope();
+        var flat = indices.reshape(-1).to(ScalarType.Int64);
+        long count = flat.shape[0];
+        // Row index → digits (i_1 most significant).
+        var digits = new Tensor[n];
+        var rest = flat;
+        for (int k = n - 1; k >= 0; k--)
+        {
+            digits[k] = rest.remainder(f.RowFactors[k]);
+            rest = rest.div(f.RowFactors[k], rounding_mode: RoundingMode.floor);
+        }
+        // state [count, j_1⋯j_k, d_k]
+        var state = cores[0].index_select(1, digits[0]).permute(1, 0, 2, 3).reshape(count, f.ColFactors[0], cores[0].shape[3]);
+        for (int k = 1; k < n; k++)
+        {
+            var slice = cores[k].index_select(1, digits[k]).permute(1, 0, 2, 3); // [count, d, j, d']
+            state = state.bmm(slice.reshape(count, slice.shape[1], -1)).reshape(count, -1, cores[k].shape[3]);
+        }
+        var rows = state.reshape(count, f.PaddedCols);
+        if (f.Cols != f.PaddedCols) rows = rows.narrow(1, 0, f.Cols);
+        return rows.reshape(indices.shape.Append((long)f.Cols).ToArray()).MoveToOuterDisposeScope();
+    }
+}

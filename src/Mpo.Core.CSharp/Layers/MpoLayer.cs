@@ -1,0 +1,104 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Mpo.Decomposition;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mpo.Layers;
+
+/// <summary>
+/// What every MPO-decomposed layer shares: the cores as parameters whose names say their role, freezing of the
+/// central tensor (MPOP lightweight fine-tuning), and in-place truncation.
+/// <para>Parameter names: <c>central</c> for the central tensor, <c>aux0</c>, <c>aux1</c>, … for the auxiliary tensors
+/// in core order. The suffixes drive freezing, adapter saving and counting elsewhere (see <see cref="IsCentral"/>).</para>
+/// </summary>
+public abstract class MpoLayer : nn.Module<Tensor, Tensor>
+{
+    /// <summary>Name of the central tensor parameter.</summary>
+    public const string CentralName = "central";
+    /// <summary>Prefix of the auxiliary tensor parameters (<c>aux0</c>, <c>aux1</c>, …).</summary>
+    public const string AuxiliaryPrefix = "aux";
+
+    readonly Parameter[] cores;
+
+    public MpoFactorization Factorization { get; }
+
+    protected MpoLayer(string name, MatrixProductOperator mpo, bool adoptCores) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(mpo);
+        Factorization = mpo.Factorization;
+        cores = mpo.Cores.Select(c => new Parameter(adoptCores ? c : c.detach().clone(), requires_grad: true)).ToArray();
+        int aux = 0;
+        for (int k = 0; k < cores.Length; k++)
+            register_parameter(k == CentralIndex ? CentralName : AuxiliaryPrefix + aux++, cores[k]);
+    }
+
+    /// <summary>Name of the parameter that holds core <paramref name="k"/>.</summary>
+    public string CoreName(int k) => k == CentralIndex ? CentralName : AuxiliaryPrefix + (k < CentralIndex ? k : k - 1);
+
+    /// <summary>True for a parameter name (full dotted path or not) that is an MPO central tensor.</summary>
+    public static bool IsCentral(string parameterName) =>
+        parameterName == CentralName || parameterName.EndsWith("." + CentralName, StringComparison.Ordinal);
+
+    public int CentralIndex => Factorization.CentralIndex;
+    /// <summary>The cores in order (parameters, live).</summary>
+    public IReadOnlyList<Parameter> Cores => cores;
+    public Parameter Central => cores[CentralIndex];
+    public IEnumerable<Parameter> Auxiliary => cores.Where((_, k) => k != CentralIndex);
+    /// <summary>Bond dimensions d_0..d_n as the cores are now.</summary>
+    public int[] Bonds => new[] { 1 }.Concat(cores.Select(c => (int)c.shape[3])).ToArray();
+
+    /// <summary>Whether the central tensor is trained (false under lightweight fine-tuning).</summary>
+    public bool CentralTrainable
+    {
+        get => Central.requires_grad;
+        set => Central.requires_grad = value;
+    }
+
+    /// <summary>Freezes the central tensor: only auxiliary tensors (and biases) learn (MPOP §4.2).</summary>
+    public void FreezeCentral() => CentralTrainable = false;
+    public void UnfreezeCentral() => CentralTrainable = true;
+
+    /// <summary>The dense matrix the cores represent now, [Rows, Cols].</summary>
+    public Tensor Weight() => Contraction.MpoContraction.Reconstruct(cores, Factorization);
+
+    /// <summary>
+    /// Truncates the bonds in place: the current (possibly trained, no longer canonical) cores are first brought back
+    /// into the canonical gauge, then cut as <paramref name="spec"/> asks. The parameter objects stay the same — their
+    /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones; its per-parameter
+    /// state (Adam moments) no longer matches the shapes and must be reset for these parameters. Gradients are cleared.
+    /// </summary>
+    /// <returns>The report, with the actual error measured against the matrix before truncation.</returns>
+    public TruncationReport Truncate(TruncationSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var dtype = Central.dtype;
+        using var gauged = MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
+        var bonds = Truncation.Plan(Factorization, gauged.Spectra, spec);
+        using var truncated = gauged.Truncate(bonds);
+        var before = gauged.Reconstruct();
+        double error = (before - truncated.Reconstruct()).norm().item<double>();
+        for (int k = 0; k < cores.Length; k++)
+        {
+            var replacement = truncated.Cores[k].to(dtype, cores[k].device).contiguous();
+            cores[k].set_(replacement);
+            cores[k].grad = null;
+        }
+        return TruncationReport.Create(gauged, bonds, error);
+    }
+
+    /// <summary>Trainable and total parameter counts, in the style of peft's <c>print_trainable_parameters</c>.</summary>
+    public (long Trainable, long Total) ParameterCounts()
+    {
+        long trainable = 0, total = 0;
+        foreach (var p in parameters())
+        {
+            total += p.numel();
+            if (p.requires_grad) trainable += p.numel();
+        }
+        return (trainable, total);
+    }
+}

@@ -1,0 +1,81 @@
+using System;
+using Mpo.Contraction;
+using Mpo.Decomposition;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Mpo.Layers;
+
+/// <summary>
+/// A Linear layer y = x Wᵀ + b whose weight W [out_features, in_features] is held as an MPO (MPOP §3).
+/// Row factors factor out_features, column factors in_features (the stored layout, as in the papers' code).
+/// Parameters: <c>central</c>, <c>aux0</c>…, <c>bias</c> (the original bias, kept dense).
+/// </summary>
+public sealed class MpoLinear : MpoLayer
+{
+    readonly Parameter? bias;
+
+    /// <summary>Which contraction the forward uses; <see cref="ContractionPath.Auto"/> asks the cost model per call.</summary>
+    public ContractionPath Path { get; set; } = ContractionPath.Auto;
+
+    public int InFeatures => Factorization.Cols;
+    public int OutFeatures => Factorization.Rows;
+    public Parameter? Bias => bias;
+
+    /// <summary>Wraps an existing MPO of W [out, in]; copies the cores unless <paramref name="adoptCores"/>.</summary>
+    public MpoLinear(MatrixProductOperator mpo, Tensor? bias = null, bool adoptCores = false, string name = "MpoLinear")
+        : base(name, mpo, adoptCores)
+    {
+        if (bias is not null)
+        {
+            if (bias.dim() != 1 || bias.shape[0] != mpo.Factorization.Rows)
+                throw new ArgumentException($"bias has shape [{string.Join(",", bias.shape)}], expected [{mpo.Factorization.Rows}]", nameof(bias));
+            this.bias = new Parameter(bias.detach().clone(), requires_grad: true);
+            register_parameter("bias", this.bias);
+        }
+    }
+
+    /// <summary>Decomposes a weight [out, in] (+ bias) and truncates it as asked.</summary>
+    /// <param name="factorization">Factors for [out, in]; default: <see cref="FactorizationChooser.Choose"/>.</param>
+    /// <param name="truncation">Bond truncation; default: none (full bonds, exact).</param>
+    public static MpoLinear FromWeight(Tensor weight, Tensor? bias = null, MpoFactorization? factorization = null,
+                                       TruncationSpec? truncation = null)
+    {
+        if (weight.dim() != 2)
+            throw new ArgumentException($"weight must be 2-D [out, in], got [{string.Join(",", weight.shape)}]", nameof(weight));
+        factorization ??= FactorizationChooser.Choose((int)weight.shape[0], (int)weight.shape[1]);
+        using var full = MpoDecomposer.Decompose(weight, factorization);
+        if (truncation is null) return new MpoLinear(full, bias);
+        using var cut = full.Truncate(truncation);
+        return new MpoLinear(cut, bias);
+    }
+
+    /// <summary>Decomposes a trained <see cref="Linear"/> layer (weight and bias).</summary>
+    public static MpoLinear FromLinear(Linear linear, MpoFactorization? factorization = null, TruncationSpec? truncation = null) =>
+        FromWeight(linear.weight!, linear.bias, factorization, truncation);
+
+    public override Tensor forward(Tensor input)
+    {
+        var path = Path;
+        if (path == ContractionPath.Auto)
+        {
+            long tokens = input.numel() / Math.Max(1, InFeatures);
+            path = CostModel.Choose(Factorization, Bonds, tokens, training);
+        }
+        return path == ContractionPath.Factorized
+            ? MpoContraction.LinearFactorized(input, Cores, Factorization, bias)
+            : MpoContraction.LinearReconstructed(input, Cores, Factorization, bias);
+    }
+
+    /// <summary>Merges back to a dense <see cref="Linear"/> with W = MPO(cores) (for export or inference).</summary>
+    public Linear Merge()
+    {
+        using var _ = no_grad();
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: Central.device, dtype: Central.dtype);
+        using var w = Weight();
+        linear.weight!.copy_(w);
+        if (bias is not null) linear.bias!.copy_(bias);
+        return linear;
+    }
+}
