@@ -23,6 +23,8 @@ public readonly record struct PathCost(ContractionPath Path, double Macs, double
     /// <summary>A single figure to compare paths by: MACs plus copies weighted by <see cref="CostModel.CopyWeight"/>.</summary>
     public double Effective => Macs + CostModel.CopyWeight * CopiedElements + CostModel.CallOverheadMacs * Calls;
     internal int Calls { get; init; }
+    /// <summary>For the factorized path: sweep the cores last to first (cheaper for some factor orders).</summary>
+    public bool Reverse { get; init; }
 }
 
 /// <summary>
@@ -38,9 +40,20 @@ public static class CostModel
     /// <summary>Fixed cost of one kernel launch / dispatch expressed in MACs (small GEMMs are far from peak).</summary>
     public const double CallOverheadMacs = 20_000;
 
-    /// <summary>Cost of the factorized path for <paramref name="tokens"/> input rows.</summary>
+    /// <summary>Cost of the factorized path for <paramref name="tokens"/> input rows, in the cheaper sweep direction.</summary>
     public static PathCost Factorized(MpoFactorization f, IReadOnlyList<int> bonds, long tokens, bool training)
     {
+        var forward = Sweep(f.RowFactors, f.ColFactors, bonds, tokens, training);
+        var backward = Sweep(f.RowFactors.Reverse().ToArray(), f.ColFactors.Reverse().ToArray(), bonds.Reverse().ToArray(), tokens, training);
+        // reading backwards costs two more reorderings (input digits in, output digits out)
+        double extra = (training ? 2 : 1) * tokens * ((double)f.PaddedRows + f.PaddedCols);
+        backward = backward with { CopiedElements = backward.CopiedElements + extra, Reverse = true, Calls = backward.Calls + 2 };
+        return backward.Effective < forward.Effective ? backward : forward;
+    }
+
+    static PathCost Sweep(IReadOnlyList<int> rowFactors, IReadOnlyList<int> colFactors, IReadOnlyList<int> bonds, long tokens, bool training)
+    {
+        var f = new MpoFactorization(rowFactors, colFactors);
         int n = f.CoreCount;
         double macs = 0, copied = 0, peak = 0, saved = 0;
         double q = tokens, p = f.PaddedCols;

@@ -42,11 +42,10 @@ public static class MpoContraction
     /// y = x Wᵀ (+ b) without forming W: the input's column modes are consumed one core at a time, producing the row
     /// modes. Cheaper than rebuilding when bonds are small or tokens few (see <see cref="CostModel"/>).
     /// </summary>
-    /// <remarks>
-    /// Layout: the state is kept as [j_n⋯j_{k+1}, j_k, (tokens, i_1⋯i_{k-1}), d_{k-1}], so each step is one permute
-    /// and one GEMM with the core viewed as [d_{k-1}·j_k, i_k·d_k], and the result is already in the next step's layout.
-    /// </remarks>
-    public static Tensor LinearFactorized(Tensor input, IReadOnlyList<Tensor> cores, MpoFactorization f, Tensor? bias = null)
+    /// <param name="reverse">Sweep from the last core to the first (the chain read backwards). The two directions
+    /// differ in cost when the factors are not symmetric; null lets the cost model pick the cheaper.</param>
+    public static Tensor LinearFactorized(Tensor input, IReadOnlyList<Tensor> cores, MpoFactorization f, Tensor? bias = null,
+                                          bool? reverse = null)
     {
         if (input.shape[^1] != f.Cols)
             throw new ArgumentException($"input has {input.shape[^1]} features, the MPO expects {f.Cols}", nameof(input));
@@ -54,16 +53,45 @@ public static class MpoContraction
         using var scope = NewDisposeScope();
         var leading = input.shape[..^1];
         long tokens = leading.Aggregate(1L, (a, b) => a * b);
+        var bonds = new[] { 1 }.Concat(cores.Select(c => (int)c.shape[3])).ToArray();
+        bool backwards = reverse ?? CostModel.Factorized(f, bonds, tokens, input.requires_grad).Reverse;
         var x = input.reshape(tokens, f.Cols);
         if (f.Cols != f.PaddedCols) x = nn.functional.pad(x, new long[] { 0, f.PaddedCols - f.Cols });
-        // [T, j_1..j_n] → [j_n, …, j_1, T, 1]
-        var jShape = new long[] { tokens }.Concat(f.ColFactors.Select(j => (long)j)).ToArray();
+        Tensor y;
+        if (!backwards)
+            y = Sweep(x, cores, f.RowFactors, f.ColFactors);
+        else
+        {
+            // Reading the chain backwards is the same contraction with cores T(n)..T(1), bonds swapped, and the digits
+            // of both indices reversed.
+            var flip = Enumerable.Range(1, n).Reverse().Select(k => (long)k).Prepend(0L).ToArray();
+            var xr = x.reshape(f.ColFactors.Select(j => (long)j).Prepend(tokens).ToArray()).permute(flip).reshape(tokens, f.PaddedCols);
+            var rcores = cores.Reverse().Select(c => c.permute(3, 1, 2, 0)).ToArray();
+            var yr = Sweep(xr, rcores, f.RowFactors.Reverse().ToArray(), f.ColFactors.Reverse().ToArray());
+            y = yr.reshape(f.RowFactors.Reverse().Select(i => (long)i).Prepend(tokens).ToArray()).permute(flip).reshape(tokens, f.PaddedRows);
+        }
+        if (f.Rows != f.PaddedRows) y = y.narrow(1, 0, f.Rows);
+        if (bias is not null) y = y + bias;
+        return y.reshape(leading.Append((long)f.Rows).ToArray()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[T, ∏j] → [T, ∏i] through the cores in order.</summary>
+    /// <remarks>
+    /// Layout: the state is kept as [j_n⋯j_{k+1}, j_k, (tokens, i_1⋯i_{k-1}), d_{k-1}], so each step is one permute
+    /// and one GEMM with the core viewed as [d_{k-1}·j_k, i_k·d_k], and the result is already in the next step's layout.
+    /// </remarks>
+    static Tensor Sweep(Tensor x, IReadOnlyList<Tensor> cores, IReadOnlyList<int> rowFactors, IReadOnlyList<int> colFactors)
+    {
+        int n = cores.Count;
+        long tokens = x.shape[0];
+        // [T, j_1..j_n] → [j_n, …, j_1, T]
+        var jShape = colFactors.Select(j => (long)j).Prepend(tokens).ToArray();
         var reverse = Enumerable.Range(1, n).Reverse().Select(k => (long)k).Append(0L).ToArray();
         var state = x.reshape(jShape).permute(reverse);
-        long q = tokens, d = 1, p = f.PaddedCols;
+        long q = tokens, d = 1, p = x.shape[1];
         for (int k = 0; k < n; k++)
         {
-            long j = f.ColFactors[k], i = f.RowFactors[k], dNext = cores[k].shape[3];
+            long j = colFactors[k], i = rowFactors[k], dNext = cores[k].shape[3];
             p /= j;
             // [p, j, q, d] → [p, q, d, j] · core[d, j, i, d'] → [p, q, i, d']  (= [p', j_{k+1}, q·i, d'])
             var s = state.reshape(p, j, q, d).permute(0, 2, 3, 1).reshape(p * q, d * j);
@@ -72,10 +100,7 @@ public static class MpoContraction
             q *= i;
             d = dNext;
         }
-        var y = state.reshape(tokens, f.PaddedRows);
-        if (f.Rows != f.PaddedRows) y = y.narrow(1, 0, f.Rows);
-        if (bias is not null) y = y + bias;
-        return y.reshape(leading.Append((long)f.Rows).ToArray()).MoveToOuterDisposeScope();
+        return state.reshape(tokens, -1);
     }
 
     /// <summary>

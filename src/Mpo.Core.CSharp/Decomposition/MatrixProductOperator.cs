@@ -46,10 +46,11 @@ public sealed class MatrixProductOperator : IDisposable
     public MatrixProductOperator Truncate(TruncationSpec spec) =>
         Truncate(Truncation.Plan(Factorization, Spectra, spec));
 
-    /// <summary>Truncates to the given bonds d_0..d_n (each ≤ the current bond) and re-gauges.</summary>
+    /// <summary>Truncates to the given bonds d_0..d_n (each ≤ the current bond; see
+    /// <see cref="MpoFactorization.Consistent"/> for what the cores can carry) and re-gauges.</summary>
     public MatrixProductOperator Truncate(IReadOnlyList<int> bonds)
     {
-        Factorization.CheckBonds(bonds);
+        bonds = Factorization.Consistent(bonds);
         for (int b = 1; b < Bonds.Count - 1; b++)
             if (bonds[b] > Bonds[b])
                 throw new ArgumentException($"bond {b} asks for {bonds[b]} but this MPO only has {Bonds[b]}", nameof(bonds));

@@ -122,6 +122,21 @@ public sealed record MpoFactorization
     /// <summary>ρ = N_MPO / (rows·cols) of the valid matrix; ρ &gt; 1 means more parameters than dense.</summary>
     public double CompressionRatio(IReadOnlyList<int> bonds) => ParameterCount(bonds) / ((double)Rows * Cols);
 
+    /// <summary>
+    /// The largest bonds, no larger than <paramref name="bonds"/>, that cores can actually carry: a bond can never exceed
+    /// what flows in from either side, d_k ≤ d_{k-1}·a_k and d_k ≤ a_{k+1}·d_{k+1}. (Cutting bond 1 to 2 limits bond 2 to
+    /// 2·a_2, whatever was asked.)
+    /// </summary>
+    public int[] Consistent(IReadOnlyList<int> bonds)
+    {
+        CheckBonds(bonds);
+        var d = bonds.ToArray();
+        int n = CoreCount;
+        for (int k = 1; k < n; k++) d[k] = (int)Math.Min(d[k], (long)d[k - 1] * Physical(k - 1));
+        for (int k = n - 1; k >= 1; k--) d[k] = (int)Math.Min(d[k], (long)Physical(k) * d[k + 1]);
+        return d;
+    }
+
     /// <summary>Checks a bond vector against this factorization: n+1 entries, ends 1, 1 ≤ d_k ≤ full d_k.</summary>
     public void CheckBonds(IReadOnlyList<int> bonds, string argument = "bonds")
     {

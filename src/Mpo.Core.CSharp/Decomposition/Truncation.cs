@@ -42,7 +42,7 @@ public static class Truncation
             case TruncationSpec.MaxBond m:
                 if (m.Bond < 1)
                     throw new ArgumentOutOfRangeException("max-bond", m.Bond, "the bond cap must be at least 1");
-                return current.Select((d, k) => k == 0 || k == n ? 1 : Math.Min(d, m.Bond)).ToArray();
+                return factorization.Consistent(current.Select((d, k) => k == 0 || k == n ? 1 : Math.Min(d, m.Bond)).ToArray());
             case TruncationSpec.PerBond p:
                 if (p.Bonds.Count != n - 1)
                     throw new ArgumentException(
@@ -51,7 +51,7 @@ public static class Truncation
                     if (p.Bonds[b - 1] < 1 || p.Bonds[b - 1] > current[b])
                         throw new ArgumentOutOfRangeException("bonds", p.Bonds[b - 1],
                             $"bond {b} asks for dimension {p.Bonds[b - 1]}, which is impossible: it must lie in 1..{current[b]}");
-                return new[] { 1 }.Concat(p.Bonds).Append(1).ToArray();
+                return factorization.Consistent(new[] { 1 }.Concat(p.Bonds).Append(1).ToArray());
             case TruncationSpec.Tolerance t:
                 if (!(t.Relative >= 0) || double.IsInfinity(t.Relative))
                     throw new ArgumentOutOfRangeException("tolerance", t.Relative, "the relative tolerance must be a finite number ≥ 0");
@@ -73,34 +73,36 @@ public static class Truncation
     /// Removes one bond index at a time, always the one that adds the least squared error per parameter saved
     /// (bond indices go in Schmidt order, so a bond's next loss is its smallest kept λ²).
     /// Tolerance mode stops before a step would break the tolerance; budget mode goes on while over budget.
+    /// Bonds are kept consistent after every step, and the error is always the bound of the bonds as they are.
     /// </summary>
     static int[] Greedy(MpoFactorization f, IReadOnlyList<double[]> spectra, int[] start,
                         Func<int[], double, bool> condition, bool stopWhenFalse)
     {
-        var bonds = start.ToArray();
-        double err2 = 0;
+        var bonds = f.Consistent(start);
         int n = f.CoreCount;
+        double Err2(int[] d) { double e = ErrorBound(spectra, d); return e * e; }
+        double err2 = Err2(bonds);
         while (true)
         {
             if (!stopWhenFalse && !condition(bonds, err2)) return bonds;
             long parameters = f.ParameterCount(bonds);
-            int best = -1;
-            double bestCost = double.PositiveInfinity, bestLoss = 0;
+            int[]? best = null;
+            double bestCost = double.PositiveInfinity, bestErr2 = 0;
             for (int b = 1; b < n; b++)
             {
                 if (bonds[b] <= 1) continue;
-                double loss = spectra[b - 1][bonds[b] - 1];
-                loss *= loss;
-                bonds[b]--;
-                long saved = parameters - f.ParameterCount(bonds);
-                bonds[b]++;
-                double cost = saved > 0 ? loss / saved : double.PositiveInfinity;
-                if (best < 0 || cost < bestCost) { best = b; bestCost = cost; bestLoss = loss; }
+                var candidate = bonds.ToArray();
+                candidate[b]--;
+                candidate = f.Consistent(candidate);
+                long saved = parameters - f.ParameterCount(candidate);
+                double e2 = Err2(candidate);
+                double cost = saved > 0 ? (e2 - err2) / saved : double.PositiveInfinity;
+                if (best is null || cost < bestCost) { best = candidate; bestCost = cost; bestErr2 = e2; }
             }
-            if (best < 0) return bonds;
-            if (stopWhenFalse && !condition(bonds, err2 + bestLoss)) return bonds;
-            bonds[best]--;
-            err2 += bestLoss;
+            if (best is null) return bonds;
+            if (stopWhenFalse && !condition(best, bestErr2)) return bonds;
+            bonds = best;
+            err2 = bestErr2;
         }
     }
 

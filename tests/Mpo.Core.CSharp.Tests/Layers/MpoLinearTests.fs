@@ -1,1 +1,107 @@
 module Mpo.Core.Tests.MpoLinearTests
+
+open System
+open Expecto
+open TorchSharp
+open Mpo.Decomposition
+open Mpo.Contraction
+open Mpo.Layers
+open Mpo.Core.Tests.Support
+
+let factors = MpoFactorization([|2;3;4;2|], [|2;4;3;2|])
+
+let denseLinear seed =
+    let linear = torch.nn.Linear(48L, 48L, dtype = torch.float64)
+    use _ = torch.no_grad()
+    use w = compressible factors 0.7 seed torch.float64
+    linear.weight.copy_(w) |> ignore
+    linear.bias.copy_(gaussian (seed + 1) [ 48L ] torch.float64) |> ignore
+    linear
+
+[<Tests>]
+let tests =
+    testList "Layers.MpoLinear" [
+        test "parameter names say their role: central, aux0.., bias" {
+            use layer = MpoLinear.FromLinear(denseLinear 1, factors)
+            let names = layer.named_parameters() |> Seq.map (fun struct (n, _) -> n) |> Set.ofSeq
+            Expect.equal names (set [ "central"; "aux0"; "aux1"; "aux2"; "bias" ]) "names"
+            Expect.isTrue (MpoLayer.IsCentral "bert.encoder.layer.0.attention.self.query.central") "dotted path" }
+
+        test "full bonds: same outputs as the dense layer on every path" {
+            use linear = denseLinear 2
+            use layer = MpoLinear.FromLinear(linear, factors)
+            use x = gaussian 3 [ 5L; 48L ] torch.float64
+            use expected = linear.forward(x)
+            for path in [ ContractionPath.Reconstruct; ContractionPath.Factorized; ContractionPath.Auto ] do
+                layer.Path <- path
+                Expect.isLessThan (relativeError (layer.forward x) expected) 1e-10 $"{path}" }
+
+        test "merge back to dense equals the reconstruction and the original layer" {
+            use linear = denseLinear 4
+            use layer = MpoLinear.FromLinear(linear, factors)
+            use merged = layer.Merge()
+            Expect.isLessThan (relativeError merged.weight (layer.Weight())) 1e-14 "merge = reconstruction"
+            Expect.isLessThan (relativeError merged.weight linear.weight) 1e-10 "= original weight"
+            Expect.isLessThan (relativeError merged.bias linear.bias) 1e-15 "bias" }
+
+        test "frozen central tensor: gradients reach only the auxiliary tensors and the bias" {
+            use layer = MpoLinear.FromLinear(denseLinear 5, factors)
+            layer.FreezeCentral()
+            use x = gaussian 6 [ 4L; 48L ] torch.float64
+            for path in [ ContractionPath.Reconstruct; ContractionPath.Factorized ] do
+                layer.zero_grad()
+                layer.Path <- path
+                layer.forward(x).square().sum().backward()
+                Expect.isNull (box layer.Central.grad) $"{path}: no gradient for the central tensor"
+                for aux in layer.Auxiliary do
+                    Expect.isNotNull (box aux.grad) $"{path}: auxiliary gradient"
+                    Expect.isGreaterThan (aux.grad.abs().sum().item<float>()) 0.0 "non-zero"
+            let struct (trainable, total) = layer.ParameterCounts()
+            Expect.equal (total - trainable) (layer.Central.numel()) "only the central tensor is frozen" }
+
+        test "an optimizer step with a frozen central tensor leaves it bit-identical" {
+            use layer = MpoLinear.FromLinear(denseLinear 7, factors)
+            layer.FreezeCentral()
+            use before = layer.Central.detach().clone()
+            let aux0 = layer.Auxiliary |> Seq.head
+            use auxBefore = aux0.detach().clone()
+            let optimizer = torch.optim.AdamW(layer.parameters(), lr = 0.01)
+            use x = gaussian 8 [ 4L; 48L ] torch.float64
+            layer.forward(x).square().sum().backward()
+            optimizer.step() |> ignore
+            Expect.isTrue ((before).eq(layer.Central).all().item<bool>()) "central unchanged"
+            Expect.isFalse ((auxBefore).eq(aux0).all().item<bool>()) "auxiliary moved" }
+
+        test "truncate in place re-gauges trained cores; error = report; the same parameter objects hold the new shapes" {
+            use layer = MpoLinear.FromLinear(denseLinear 9, factors)
+            // "train": perturb the cores so they leave the canonical gauge
+            use _ = torch.no_grad()
+            for (c: Modules.Parameter) in layer.Cores do c.add_(gaussian 10 (List.ofArray c.shape) torch.float64 * 0.01) |> ignore
+            use before = layer.Weight()
+            let handles = layer.Cores |> Seq.map id |> Array.ofSeq
+            let report = layer.Truncate(TruncationSpec.MaxBond 6)
+            use after = layer.Weight()
+            Expect.equal (List.ofSeq layer.Bonds) (List.ofArray report.Bonds) "bonds as reported"
+            Expect.isTrue (layer.Bonds |> Array.forall (fun d -> d <= 6)) "capped"
+            expectClose 1e-9 (frobenius after before) report.ActualError.Value "measured error"
+            Expect.isLessThanOrEqual report.ActualError.Value (report.ErrorBound * (1.0 + 1e-9)) "within the bound"
+            let live = layer.parameters() |> Array.ofSeq
+            for h in handles do
+                Expect.isTrue (live |> Array.exists (fun p -> obj.ReferenceEquals(p, h))) "same Parameter objects"
+            Expect.equal (layer.Central.shape.[0], layer.Central.shape.[3]) (int64 layer.Bonds.[layer.CentralIndex], int64 layer.Bonds.[layer.CentralIndex + 1]) "shapes follow" }
+
+        test "an SGD optimizer built before truncation updates the truncated tensors" {
+            use layer = MpoLinear.FromLinear(denseLinear 11, factors)
+            let optimizer = torch.optim.SGD(layer.parameters(), 0.1)
+            layer.Truncate(TruncationSpec.MaxBond 4) |> ignore
+            use before = layer.Central.detach().clone()
+            use x = gaussian 12 [ 4L; 48L ] torch.float64
+            layer.forward(x).square().sum().backward()
+            optimizer.step() |> ignore
+            Expect.equal layer.Central.shape before.shape "shape kept"
+            Expect.isFalse ((before).eq(layer.Central).all().item<bool>()) "the optimizer moved the live (truncated) tensor" }
+
+        test "bias of the wrong shape is refused" {
+            use w = gaussian 1 [ 48L; 48L ] torch.float64
+            Expect.throwsT<ArgumentException> (fun () -> MpoLinear.FromWeight(w, torch.zeros(47L, dtype = torch.float64), factors) |> ignore) "bias [47]" }
+    ]
