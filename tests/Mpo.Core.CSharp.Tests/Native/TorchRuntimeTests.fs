@@ -60,7 +60,6 @@ let tests =
             let path = Path.GetTempFileName()
             try
                 File.WriteAllText(path, "not an elf file at all, just text padding padding padding padding")
-                let e = Expect.throwsT<InvalidDataException> (fun () -> ElfSymbolVersions.Needs path |> ignore) "not ELF"
-                ()
+                Expect.throwsT<InvalidDataException> (fun () -> ElfSymbolVersions.Needs path |> ignore) "not ELF"
             finally File.Delete path }
     ]
