@@ -1,0 +1,58 @@
+/// The command line, declared (Argu). Each command's help ends with examples (see Program.examples).
+module Mpo.Experiments.Cli.Arguments
+
+open Argu
+
+type DecomposeArgs =
+    | [<Mandatory; AltCommandLine("-i")>] Input of path: string
+    | [<Mandatory; AltCommandLine("-t")>] Tensor of name: string
+    | Rows of factors: string
+    | Cols of factors: string
+    | Cores of n: int
+    | Max_Bond of d: int
+    | Tolerance of eps: float
+    | Budget of parameters: int64
+    | Dtype of dtype: string
+    | [<Mandatory; AltCommandLine("-o")>] Out of path: string
+    | Report of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Input _ -> "safetensors file holding the matrix."
+            | Tensor _ -> "name of the 2-D tensor to decompose (as listed by `mpo inspect`)."
+            | Rows _ -> "row factors i_1,…,i_n (their product must equal the rows); with --cols. Default: chosen (zero-padded where a size factors badly)."
+            | Cols _ -> "column factors j_1,…,j_n (their product must equal the columns)."
+            | Cores _ -> "number of cores n when factors are chosen automatically (default 5)."
+            | Max_Bond _ -> "truncate: cap every bond at D (the papers' truncate_num)."
+            | Tolerance _ -> "truncate: fewest parameters with error bound ≤ EPS·‖W‖_F (relative)."
+            | Budget _ -> "truncate: smallest error bound within P MPO parameters."
+            | Dtype _ -> "dtype of the written cores: f32 (default for f16/bf16 inputs), f64, f16, bf16; default: the input's."
+            | Out _ -> "safetensors file for the cores (<tensor>.central, <tensor>.aux0, …; factors and bonds in its metadata)."
+            | Report _ -> "JSON report: factors, bonds, parameters, ratio, per-bond singular values, ε_b, bound, actual error, entropy."
+
+type InspectArgs =
+    | [<MainCommand; Mandatory>] Path of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Path _ -> "a safetensors file, or a checkpoint folder (all *.safetensors in it, sharded index included)."
+
+type DemoArgs =
+    | Out of dir: string
+    | Quick
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Out _ -> "folder for report.json and the figures (default out/demo)."
+            | Quick -> "fewer truncation settings (CI)."
+
+type MpoArgs =
+    | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
+    | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
+    | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Decompose _ -> "decompose one matrix of a safetensors file into an MPO, optionally truncated."
+            | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
+            | Demo _ -> "the main job: decompose the bundled FFN matrix, print the error/compression table, write figures."

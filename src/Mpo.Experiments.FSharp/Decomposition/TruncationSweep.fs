@@ -1,0 +1,40 @@
+/// The error/compression trade-off of one matrix: truncate its MPO at several settings and measure each, next to
+/// the classic baseline of a truncated SVD with the same parameter count.
+module Mpo.Experiments.Decomposition.TruncationSweep
+
+open TorchSharp
+open Mpo.Decomposition
+
+/// One row of the trade-off: a named truncation, its report (actual error measured), and the error of the best
+/// rank-r approximation W ≈ U_r Σ_r V_rᵀ whose r·(rows + cols) parameters fit in the same budget.
+type Point =
+    { Label: string
+      Report: TruncationReport
+      LowRankRank: int
+      LowRankRelativeError: float }
+
+/// Bond caps worth looking at for a matrix: full, then halving down to 4.
+let defaultCaps (mpo: MatrixProductOperator) =
+    let largest = Seq.max mpo.Bonds
+    largest :: (Seq.unfold (fun c -> if c >= 4 then Some(c, c / 2) else None) 256 |> Seq.filter (fun c -> c < largest) |> List.ofSeq)
+
+/// Relative error of the best rank-r approximation, from the singular values of W.
+let lowRankError (singular: float[]) (rank: int) =
+    let total = singular |> Array.sumBy (fun s -> s * s)
+    let tail = singular |> Array.skip (min rank singular.Length) |> Array.sumBy (fun s -> s * s)
+    if total = 0.0 then 0.0 else sqrt (tail / total)
+
+/// Truncates <c>mpo</c> (the decomposition of <c>w</c>) at every spec and measures the error against <c>w</c>.
+let run (w: torch.Tensor) (mpo: MatrixProductOperator) (specs: (string * TruncationSpec) list) : Point list =
+    let singular =
+        use scope = torch.NewDisposeScope()
+        torch.linalg.svdvals(w.``to``(torch.float64)).data<float>().ToArray()
+    let f = mpo.Factorization
+    [ for label, spec in specs ->
+        use scope = torch.NewDisposeScope()
+        let bonds = Truncation.Plan(f, mpo.Spectra, spec)
+        use cut = mpo.Truncate(bonds)
+        let error = (cut.Reconstruct().``to``(torch.float64) - w.``to``(torch.float64)).norm().item<float>()
+        let report = TruncationReport.Create(mpo, bonds, error)
+        let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
+        { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError singular rank } ]

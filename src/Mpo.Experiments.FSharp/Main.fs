@@ -1,3 +1,0 @@
-module Mpo.Experiments.Main
-[<EntryPoint>]
-let main argv = 0

@@ -1,0 +1,50 @@
+/// `mpo`: the command-line shell over the C# core. Parsing and error reporting only; work lives in the commands.
+module Mpo.Experiments.Program
+
+open System
+open System.IO
+open Argu
+open Mpo.Checkpoints
+open Mpo.Native
+open Mpo.Experiments.Cli
+open Mpo.Experiments.Cli.Arguments
+
+let examples =
+    """
+Examples:
+  mpo demo
+  mpo inspect data/bundled/ffn-3072x768.safetensors
+  mpo decompose --input data/bundled/ffn-3072x768.safetensors --tensor synthetic.ffn.intermediate.weight \
+                --rows 4,4,8,6,4 --cols 3,4,4,4,4 --max-bond 64 --out cores.safetensors --report report.json
+  mpo decompose -i W.safetensors -t encoder.layer.0.output.dense.weight --tolerance 0.05 -o cores.safetensors
+  mpo decompose -i W.safetensors -t embeddings.word_embeddings.weight --budget 2000000 -o emb.safetensors
+
+Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
+
+let parser = ArgumentParser.Create<MpoArgs>(programName = "mpo", errorHandler = ProcessExiter(), helpTextMessage = "Matrix Product Operators for pre-trained language models.")
+
+[<EntryPoint>]
+let main argv =
+    let fail code (message: string) =
+        eprintfn "mpo: error: %s" message
+        code
+    try
+        let results =
+            try parser.ParseCommandLine(argv, raiseOnUsage = true)
+            with :? ArguParseException as e ->
+                // Argu's own help/usage text, then the examples every command shares
+                let isHelp = e.ErrorCode = ErrorCode.HelpText
+                (if isHelp then Console.Out else Console.Error).WriteLine(e.Message + examples)
+                exit (if isHelp then 0 else 2)
+        TorchRuntime.EnsureLoaded()
+        match results.GetSubCommand() with
+        | Decompose args -> DecomposeCommand.run args
+        | Inspect args -> InspectCommand.run args
+        | Demo args -> DemoCommand.run args
+    with
+    | :? TorchLoadException as e -> fail 1 e.Message
+    | :? CheckpointFormatException as e -> fail 2 e.Message
+    | :? FileNotFoundException as e -> fail 2 e.Message
+    | :? DirectoryNotFoundException as e -> fail 2 e.Message
+    | :? ArgumentException as e -> fail 2 e.Message
+    | :? ArguParseException as e -> fail 2 e.Message
