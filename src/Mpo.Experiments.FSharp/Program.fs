@@ -21,7 +21,7 @@ Examples:
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
-let parser = ArgumentParser.Create<MpoArgs>(programName = "mpo", errorHandler = ProcessExiter(), helpTextMessage = "Matrix Product Operators for pre-trained language models.")
+let parser = ArgumentParser.Create<MpoArgs>(programName = "mpo", helpTextMessage = "Matrix Product Operators for pre-trained language models.")
 
 [<EntryPoint>]
 let main argv =
@@ -36,6 +36,9 @@ let main argv =
                 let isHelp = e.ErrorCode = ErrorCode.HelpText
                 (if isHelp then Console.Out else Console.Error).WriteLine(e.Message + examples)
                 exit (if isHelp then 0 else 2)
+        if results.GetAllResults().IsEmpty then
+            eprintfn "%s%s" (parser.PrintUsage()) examples
+            exit 2
         TorchRuntime.EnsureLoaded()
         match results.GetSubCommand() with
         | Decompose args -> DecomposeCommand.run args

@@ -1,0 +1,35 @@
+/// Running the `mpo` program as a user would, in a scratch folder.
+module Mpo.Experiments.Tests.Support
+
+open System
+open System.Diagnostics
+open System.IO
+
+/// The built mpo.dll beside this test binary (the project reference copies it).
+let mpoDll = Path.Combine(AppContext.BaseDirectory, "mpo.dll")
+
+type Run = { Code: int; Out: string; Err: string }
+
+/// Runs `dotnet mpo.dll args` in <c>dir</c> with CI set (no progress bars) and returns exit code and output.
+let mpo (dir: string) (args: string list) =
+    let psi = ProcessStartInfo("dotnet", mpoDll :: args, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true)
+    psi.Environment.["CI"] <- "true"
+    use p = Process.Start psi
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit 120_000) then p.Kill true; failwith $"mpo {args} did not finish"
+    { Code = p.ExitCode; Out = out.Result; Err = err.Result }
+
+/// A scratch folder, deleted afterwards.
+let inTempDir (action: string -> unit) =
+    let dir = Directory.CreateTempSubdirectory("mpo-cli-")
+    try action dir.FullName finally dir.Delete true
+
+/// A file of the repository, found by walking up from the test binary.
+let repoFile (relative: string) =
+    let rec up (dir: DirectoryInfo) =
+        match dir with
+        | null -> failwithf "cannot find %s" relative
+        | d when File.Exists(Path.Combine(d.FullName, relative)) -> Path.Combine(d.FullName, relative)
+        | d -> up d.Parent
+    up (DirectoryInfo AppContext.BaseDirectory)
