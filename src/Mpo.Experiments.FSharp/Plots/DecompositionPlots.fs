@@ -22,6 +22,7 @@ let spectra (title: string) (mpo: MatrixProductOperator) =
 
 /// Relative error (measured), the bound √Σε²/‖W‖ and the truncated-SVD error at equal parameters, against ρ.
 let tradeOff (title: string) (points: Point list) =
+    let points = points |> List.sortBy (fun p -> p.Report.CompressionRatio)
     let rho = points |> List.map (fun p -> p.Report.CompressionRatio)
     [ Chart.Line(x = rho, y = (points |> List.map (fun p -> p.Report.RelativeError.GetValueOrDefault())), Name = "MPO, measured", ShowMarkers = true)
       Chart.Line(x = rho, y = (points |> List.map (fun p -> p.Report.RelativeBound)), Name = "MPO, bound √Σε²", ShowMarkers = true,

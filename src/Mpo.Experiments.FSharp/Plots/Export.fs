@@ -41,6 +41,7 @@ let save (path: string) (width: int) (height: int) (chart: GenericChart) =
     let tmp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath html), "." + Path.GetFileNameWithoutExtension html + ".tmp.html")
     chart
     |> Chart.withSize (width, height)
+    |> Chart.withConfig (Config.init (DisplayModeBar = false))
     |> Chart.withDisplayOptions (DisplayOptions.init (PlotlyJSReference = PlotlyJSReference.Full))
     |> Chart.saveHtml (tmp, OpenInBrowser = false)
     File.Move(tmp, html, true)
