@@ -65,10 +65,4 @@ let expectClose (tolerance: float) (actual: float) (expected: float) message =
     if abs (actual - expected) > tolerance * max 1.0 (abs expected) then
         failtestf "%s: expected %g, got %g (tolerance %g)" message expected actual tolerance
 
-/// A file of the repository (fixtures), found by walking up from the test binary.
-let repoFile (relative: string) =
-    let rec up (dir: IO.DirectoryInfo) =
-        if isNull dir then failwithf "cannot find %s above %s" relative AppContext.BaseDirectory
-        elif IO.File.Exists(IO.Path.Combine(dir.FullName, relative)) then IO.Path.Combine(dir.FullName, relative)
-        else up dir.Parent
-    up (IO.DirectoryInfo AppContext.BaseDirectory)
+let repoFile = Mpo.Tests.RepoFiles.find

@@ -25,11 +25,4 @@ let inTempDir (action: string -> unit) =
     let dir = Directory.CreateTempSubdirectory("mpo-cli-")
     try action dir.FullName finally dir.Delete true
 
-/// A file of the repository, found by walking up from the test binary.
-let repoFile (relative: string) =
-    let rec up (dir: DirectoryInfo) =
-        match dir with
-        | null -> failwithf "cannot find %s" relative
-        | d when File.Exists(Path.Combine(d.FullName, relative)) -> Path.Combine(d.FullName, relative)
-        | d -> up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
+let repoFile = Mpo.Tests.RepoFiles.find
