@@ -193,12 +193,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         ArgumentNullException.ThrowIfNull(name);
         if (_byName.TryGetValue(name, out var entry)) return entry;
-        var closest = _byName.Keys
-            .Select(k => (Name: k, Distance: Levenshtein(name, k)))
-            .OrderBy(c => c.Distance).ThenBy(c => c.Name, StringComparer.Ordinal)
-            .Take(5).Select(c => $"'{c.Name}'").ToList();
-        var hint = closest.Count == 0 ? "the file holds no tensors" : $"closest names: {string.Join(", ", closest)}";
-        throw new CheckpointFormatException(Path, $"no such tensor among {_byName.Count}; {hint}", name);
+        throw new CheckpointFormatException(Path, $"no such tensor among {_byName.Count}; {NameSuggestions.Hint(name, _byName.Keys)}", name);
     }
 
     private void CheckBooleans(string name, byte* source, long byteCount)
@@ -358,24 +353,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     $"bytes [{t.Begin}, {t.End}) overlap those of tensor '{previous.Name}' [{previous.Begin}, {previous.End})", t.Name);
             previous = t;
         }
-    }
-
-    private static int Levenshtein(string a, string b)
-    {
-        var row = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++) row[j] = j;
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var diagonal = row[0];
-            row[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var above = row[j];
-                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
-                diagonal = above;
-            }
-        }
-        return row[b.Length];
     }
 }
 
