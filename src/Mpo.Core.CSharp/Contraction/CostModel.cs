@@ -34,11 +34,12 @@ public readonly record struct PathCost(ContractionPath Path, double Macs, double
 public static class CostModel
 {
     /// <summary>One copied element costs about this many multiply-accumulates (memory-bound permutes versus
-    /// compute-bound GEMMs on a CPU); calibrated with bench/ (MpoLinear forward+backward table).</summary>
-    public const double CopyWeight = 4.0;
+    /// compute-bound GEMMs). Fitted to the crossover sweep of bench/ (`mpo-bench crossover`, BERT FFN 3072×768,
+    /// bonds 4…full, 1…4096 tokens, 2-core EPYC): it minimizes the worst auto/best time ratio over that grid.</summary>
+    public const double CopyWeight = 100.0;
 
-    /// <summary>Fixed cost of one kernel launch / dispatch expressed in MACs (small GEMMs are far from peak).</summary>
-    public const double CallOverheadMacs = 20_000;
+    /// <summary>Fixed cost of one kernel call expressed in MACs (small GEMMs run far below peak); same fit.</summary>
+    public const double CallOverheadMacs = 200_000;
 
     /// <summary>Cost of the factorized path for <paramref name="tokens"/> input rows, in the cheaper sweep direction.</summary>
     public static PathCost Factorized(MpoFactorization f, IReadOnlyList<int> bonds, long tokens, bool training)
@@ -51,7 +52,9 @@ public static class CostModel
         return backward.Effective < forward.Effective ? backward : forward;
     }
 
-    static PathCost Sweep(IReadOnlyList<int> rowFactors, IReadOnlyList<int> colFactors, IReadOnlyList<int> bonds, long tokens, bool training)
+    /// <summary>Cost of the factorized path sweeping the cores first to last (pass reversed factors and bonds for the
+    /// other direction, without the extra reorderings).</summary>
+    public static PathCost Sweep(IReadOnlyList<int> rowFactors, IReadOnlyList<int> colFactors, IReadOnlyList<int> bonds, long tokens, bool training)
     {
         var f = new MpoFactorization(rowFactors, colFactors);
         int n = f.CoreCount;

@@ -10,10 +10,11 @@ namespace Mpo.Decomposition;
 /// Matrix → MPO (MPOP Algorithm 1; spec §3.1–3.3), as pure functions of their inputs.
 /// <para>
 /// The matrix is reshaped to (i_1, j_1, …, i_n, j_n) and split left to right (TT-SVD). The papers then fix the gauge
-/// with explicit gauge matrices P_b, Q_b built from λ^{-1/2}. Here the same gauge is reached by the standard sweep
-/// pair: a left-to-right QR sweep (left-orthonormal cores) and a right-to-left SVD sweep, whose singular values at
-/// bond b are exactly the Schmidt values λ_b of the bond-b unfolding; each bond then gets √λ_b on both sides. All of it
-/// runs in float64 on the input's device; results come back in the caller's dtype on that device.
+/// with explicit gauge matrices P_b, Q_b built from λ^{-1/2}. Here the same gauge is reached directly: a TT-SVD from
+/// the right, whose singular values at bond b are exactly the Schmidt values λ_b of the bond-b unfolding, then each
+/// bond gets √λ_b on both sides. Arbitrary cores (after training) are first made left-orthonormal by a QR sweep and
+/// then swept the same way. All of it runs in float64 on the input's device; results come back in the caller's
+/// dtype on that device.
 /// </para>
 /// </summary>
 public static class MpoDecomposer
@@ -53,22 +54,23 @@ public static class MpoDecomposer
         var interleave = Enumerable.Range(0, n).SelectMany(k => new long[] { k, n + k }).ToArray();
         var rest = w.reshape(shape).permute(interleave).contiguous();
 
-        // Left-to-right QR sweep: exact, left-orthonormal cores. The bond that comes out, min(rows, cols) of each
-        // unfolding, is the full bond min(a_1⋯a_k, a_{k+1}⋯a_n).
+        // TT-SVD from the right: each SVD splits off one core with orthonormal rows, and because everything to its
+        // right is already orthonormal, its singular values are exactly the Schmidt values of that bond's unfolding.
+        // One SVD per bond, each no larger than the raw unfolding's: the floor any exact gauge has to pay.
         var cores = new Tensor[n];
-        long left = 1;
-        for (int k = 0; k < n - 1; k++)
+        var spectra = new Tensor[n - 1];
+        long right = 1;
+        for (int k = n - 1; k >= 1; k--)
         {
-            var unfolding = rest.reshape(left * factorization.Physical(k), -1);
-            var (q, r) = linalg.qr(unfolding, linalg.QRMode.Reduced);
-            long bond = q.shape[1];
-            cores[k] = q.reshape(left, factorization.RowFactors[k], factorization.ColFactors[k], bond);
-            rest = r;
-            left = bond;
+            var (u, sv, vh) = linalg.svd(rest.reshape(-1, factorization.Physical(k) * right), fullMatrices: false);
+            cores[k] = vh.reshape(-1, factorization.RowFactors[k], factorization.ColFactors[k], right);
+            spectra[k - 1] = sv;
+            rest = u * sv.unsqueeze(0);
+            right = sv.shape[0];
         }
-        cores[n - 1] = rest.reshape(left, factorization.RowFactors[n - 1], factorization.ColFactors[n - 1], 1);
+        cores[0] = rest.reshape(1, factorization.RowFactors[0], factorization.ColFactors[0], right);
 
-        var result = GaugeLeftOrthonormal(cores, factorization, null, outType);
+        var result = SymmetricSplit(cores, spectra, factorization, outType);
         result.MoveCoresTo(scope);
         return result.Mpo;
     }
@@ -157,7 +159,16 @@ public static class MpoDecomposer
             work[k - 1] = work[k - 1].reshape(-1, prev[3]).matmul(u * sv.unsqueeze(0)).reshape(prev[0], prev[1], prev[2], keep);
             spectra[k - 1] = sv;
         }
+        return SymmetricSplit(work, spectra, factorization, outType);
+    }
 
+    /// <summary>
+    /// Given right-orthonormal cores 1..n-1 (core 0 carrying the weight) and the Schmidt values of every bond, gives
+    /// each bond √λ on both sides: core k := diag(√λ_k) · B_k · diag(λ_{k+1}^{-1/2}).
+    /// </summary>
+    static GaugeResult SymmetricSplit(Tensor[] work, Tensor[] spectra, MpoFactorization factorization, ScalarType outType)
+    {
+        int n = work.Length;
         // Symmetric gauge. λ at or below RelativeZero·λ_max gets a zero instead of λ^{-1/2}; its partner side has
         // √λ ≈ 0, so the pair contributes ≈ λ, as before, without huge entries in the cores.
         var sqrt = spectra.Select(l => l.sqrt()).ToArray();
