@@ -64,9 +64,11 @@ let run (opts: Options) =
                       match LinearBench.skipReason opts.Quick f bonds path (previous |> Option.map (fun (t0, ps: Measure.Profile[]) -> t0, ps.[i])) t with
                       | Some reason -> Measure.Skip reason
                       | None ->
-                          Measure.Run(fun () ->
+                          let run () =
                               layer.Path <- path
-                              LinearBench.step layer x ())
+                              LinearBench.step layer x ()
+                          if LinearBench.predictedMiB f bonds path t > LinearBench.heavyMiB then Measure.RunLast run
+                          else Measure.Run run
                   let p =
                       Measure.profile (plan opts.Quick t) (fun _ -> progress.Advance(units t))
                           [| withPath ContractionPath.Reconstruct 0; withPath ContractionPath.Factorized 1 |]
@@ -83,20 +85,25 @@ let run (opts: Options) =
                         ReconstructCalls = calls r
                         FactorizedCalls = calls fa } ])
 
-/// Fitted time model t ≈ α·MACs + β·copies + γ·calls (ms), least squares on relative error so 1-token and
+/// A time model t ≈ Σ coefficient·feature (ms), fitted by least squares on relative residuals so 1-token and
 /// 4096-token points weigh alike.
 type Fit =
-    { MsPerMac: float
-      MsPerCopy: float
-      MsPerCall: float
-      CopyWeight: float
-      CallOverheadMacs: float
+    { Coefficients: float[]
       /// Median |predicted − measured| / measured over all points.
       MedianRelativeError: float }
 
-let private solve3 (a: float[,]) (b: float[]) =
-    // Gaussian elimination with partial pivoting; 3×3 normal equations need nothing more.
-    let n = 3
+/// Features of one step under the CostModel's form: MACs, copied elements, calls.
+let sharedFeatures (c: PathCost) (_: bool) = [| c.Macs; c.CopiedElements; calls c |]
+
+/// The same with one MAC column per path, so the fit can say how much slower a factorized MAC runs (its GEMMs are
+/// small and oddly shaped; reconstruct's big GEMM runs near peak).
+let perPathFeatures (c: PathCost) (factorized: bool) =
+    [| (if factorized then 0.0 else c.Macs); (if factorized then c.Macs else 0.0); c.CopiedElements; calls c |]
+
+/// Solves the square system a·x = b (Gaussian elimination with partial pivoting; normal equations of a few
+/// unknowns need nothing more).
+let private solve (a: float[,]) (b: float[]) =
+    let n = b.Length
     let m = Array2D.init n (n + 1) (fun i j -> if j < n then a.[i, j] else b.[i])
     for c in 0 .. n - 1 do
         let p = [ c .. n - 1 ] |> List.maxBy (fun r -> abs m.[r, c])
@@ -110,42 +117,41 @@ let private solve3 (a: float[,]) (b: float[]) =
                 for j in c .. n do m.[r, j] <- m.[r, j] - k * m.[c, j]
     Array.init n (fun i -> m.[i, n] / m.[i, i])
 
-let fit (points: Point list) =
+let private dot (a: float[]) (b: float[]) = Array.fold2 (fun acc x y -> acc + x * y) 0.0 a b
+
+let fit (features: PathCost -> bool -> float[]) (points: Point list) =
     let rows =
         [ for p in points do
-              if not (Double.IsNaN p.ReconstructMs) then
-                  yield [| p.Reconstruct.Macs; p.Reconstruct.CopiedElements; p.ReconstructCalls |], p.ReconstructMs
-              if not (Double.IsNaN p.FactorizedMs) then
-                  yield [| p.Factorized.Macs; p.Factorized.CopiedElements; p.FactorizedCalls |], p.FactorizedMs ]
-    let ata = Array2D.zeroCreate 3 3
-    let atb = Array.zeroCreate 3
+              if not (Double.IsNaN p.ReconstructMs) then yield features p.Reconstruct false, p.ReconstructMs
+              if not (Double.IsNaN p.FactorizedMs) then yield features p.Factorized true, p.FactorizedMs ]
+    let n = (fst rows.Head).Length
+    let ata = Array2D.zeroCreate n n
+    let atb = Array.zeroCreate n
     for x, t in rows do
         let w = x |> Array.map (fun v -> v / t) // row scaled by 1/t: residuals become relative
-        for i in 0 .. 2 do
+        for i in 0 .. n - 1 do
             atb.[i] <- atb.[i] + w.[i]
-            for j in 0 .. 2 do ata.[i, j] <- ata.[i, j] + w.[i] * w.[j]
-    let c = solve3 ata atb
-    let predict (x: float[]) = c.[0] * x.[0] + c.[1] * x.[1] + c.[2] * x.[2]
-    { MsPerMac = c.[0]
-      MsPerCopy = c.[1]
-      MsPerCall = c.[2]
-      CopyWeight = c.[1] / c.[0]
-      CallOverheadMacs = c.[2] / c.[0]
-      MedianRelativeError = rows |> List.map (fun (x, t) -> abs (predict x - t) / t) |> Array.ofList |> Timing.median }
+            for j in 0 .. n - 1 do ata.[i, j] <- ata.[i, j] + w.[i] * w.[j]
+    let c = solve ata atb
+    { Coefficients = c
+      MedianRelativeError = rows |> List.map (fun (x, t) -> abs (dot c x - t) / t) |> Array.ofList |> Timing.median }
 
-/// Smallest token count (1..4096) from which the model prefers reconstruct, under the given constants.
-let predictedCrossover (f: MpoFactorization) (bonds: int[]) (copyWeight: float) (callMacs: float) =
-    let eff (c: PathCost) = c.Macs + copyWeight * c.CopiedElements + callMacs * calls c
+/// Smallest token count (1..4096) from which reconstruct costs no more than factorized under a cost function.
+let predictedCrossover (f: MpoFactorization) (bonds: int[]) (cost: PathCost -> bool -> float) =
     seq { 1..4096 }
     |> Seq.tryFind (fun t ->
         let r, fa = CostModel.Reconstruct(f, bonds, int64 t, true), CostModel.Factorized(f, bonds, int64 t, true)
-        eff r <= eff fa)
+        cost r false <= cost fa true)
 
 let markdown (quick: bool) (points: Point list) =
     let f = FactorizationChooser.Choose(LinearBench.outFeatures, LinearBench.inFeatures)
     let tokens = points |> List.map (fun p -> p.Tokens) |> List.distinct
     let groups = points |> List.groupBy (fun p -> p.Bonds)
-    let fitted = fit points
+    let shared = fit sharedFeatures points
+    let perPath = fit perPathFeatures points
+    let costModel (c: PathCost) (_: bool) = c.Effective
+    let fitted (fit: Fit) features (c: PathCost) factorized = dot fit.Coefficients (features c factorized)
+    let a, b = shared.Coefficients, perPath.Coefficients
     let crossoverText = function Some t -> $"{t}" | None -> "> 4096"
     let measuredCrossover (ps: Point list) =
         // first measured token count from which reconstruct is faster at every larger count
@@ -159,21 +165,22 @@ let markdown (quick: bool) (points: Point list) =
     let ratioTable =
         table
             ([ "bonds", Left ] @ (tokens |> List.map (fun t -> $"{t} tok", Right))
-             @ [ "measured crossover", Right; "CostModel crossover", Right; "refit crossover", Right ])
+             @ [ "measured crossover", Right; "CostModel crossover", Right; "refit crossover", Right; "per-path refit crossover", Right ])
             [ for bonds, ps in groups ->
                   let dims = ps.Head.BondDims
                   [ bonds ]
                   @ (tokens |> List.map (fun t -> ps |> List.find (fun p -> p.Tokens = t) |> fun p -> if Double.IsNaN p.FactorizedMs then "skipped" else ratio (p.FactorizedMs / p.ReconstructMs)))
                   @ [ measuredCrossover ps
-                      crossoverText (predictedCrossover f dims CostModel.CopyWeight CostModel.CallOverheadMacs)
-                      crossoverText (predictedCrossover f dims fitted.CopyWeight fitted.CallOverheadMacs) ] ]
+                      crossoverText (predictedCrossover f dims costModel)
+                      crossoverText (predictedCrossover f dims (fitted shared sharedFeatures))
+                      crossoverText (predictedCrossover f dims (fitted perPath perPathFeatures)) ] ]
     let raw =
         table
             [ "bonds", Left; "tokens", Right; "reconstruct ms", Right; "factorized ms", Right; "MACs rec / fact", Right; "copies rec / fact", Right; "calls rec / fact", Right ]
             [ for p in points ->
                   [ p.Bonds; string p.Tokens; ms p.ReconstructMs; ms p.FactorizedMs
-                    $"{p.Reconstruct.Macs:E2} / {p.Factorized.Macs:E2}"
-                    $"{p.Reconstruct.CopiedElements:E2} / {p.Factorized.CopiedElements:E2}"
+                    $"{sci p.Reconstruct.Macs} / {sci p.Factorized.Macs}"
+                    $"{sci p.Reconstruct.CopiedElements} / {sci p.Factorized.CopiedElements}"
                     $"{p.ReconstructCalls} / {p.FactorizedCalls}" ] ]
     let title = if quick then "Crossover sweep, quick mode" else "Crossover sweep (cost-model calibration)"
     String.concat "\n"
@@ -183,8 +190,8 @@ let markdown (quick: bool) (points: Point list) =
           ""
           ratioTable
           ""
-          $"- least-squares fit t ≈ α·MACs + β·copies + γ·calls (relative residuals): α = {fitted.MsPerMac:E3} ms/MAC ({1e-9 / fitted.MsPerMac:F1} GMAC/s), β = {fitted.MsPerCopy:E3} ms/element, γ = {fitted.MsPerCall:E3} ms/call; median |error| {100.0 * fitted.MedianRelativeError:F0}%%"
-          $"- implied constants: CopyWeight = β/α = {fitted.CopyWeight:F1} (now {CostModel.CopyWeight}), CallOverheadMacs = γ/α = {fitted.CallOverheadMacs:E2} (now {CostModel.CallOverheadMacs:E2})"
-          "- the fit treats one MAC alike in every GEMM; small GEMMs run far below peak, so read the constants as a direction, not a law."
+          $"- refit, CostModel's form t ≈ α·MACs + β·copies + γ·calls (least squares on relative residuals, median |error| {100.0 * shared.MedianRelativeError:F0}%%): CopyWeight = β/α = {a.[1] / a.[0]:F1} (now {CostModel.CopyWeight}), CallOverheadMacs = γ/α = {sci (a.[2] / a.[0])} (now {sci CostModel.CallOverheadMacs}); α = {sci a.[0]} ms/MAC"
+          $"- per-path refit t ≈ α_r·MACs_rec + α_f·MACs_fact + β·copies + γ·calls (median |error| {100.0 * perPath.MedianRelativeError:F0}%%): a factorized MAC costs α_f/α_r = {b.[1] / b.[0]:F1} reconstruct MACs; CopyWeight = β/α_r = {b.[2] / b.[0]:F1}, CallOverheadMacs = γ/α_r = {sci (b.[3] / b.[0])}; reconstruct MACs run at {1e-6 / b.[0]:F1} GMAC/s, factorized ones at {1e-6 / b.[1]:F1} GMAC/s"
+          "- refit crossovers: where each refitted model would switch on this machine; read the constants as a direction, not a law (negative or tiny ones mean the feature explains nothing here)."
           ""
           raw ]

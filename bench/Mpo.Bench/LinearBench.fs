@@ -39,6 +39,9 @@ let skipMs quick = if quick then 2_000.0 else 60_000.0
 /// leaves this VM slow for tens of seconds after it (see Measure.Settle).
 let maxStepMiB = 2048.0
 
+/// A step the cost model expects to need more than this is measured after the others of its configuration.
+let heavyMiB = 256.0
+
 let private pathCost (f: MpoFactorization) (bonds: int[]) (path: ContractionPath) (tokens: int) =
     if path = ContractionPath.Factorized then CostModel.Factorized(f, bonds, int64 tokens, true)
     else CostModel.Reconstruct(f, bonds, int64 tokens, true)
@@ -143,9 +146,11 @@ let run (opts: Options) =
                       match guards |> List.tryPick (fun i -> guard bonds previous i t) with
                       | Some reason -> Measure.Skip reason
                       | None ->
-                          Measure.Run(fun () ->
+                          let run () =
                               layer.Path <- path
-                              step layer x ())
+                              step layer x ()
+                          let actual = if path = ContractionPath.Auto then picked else path
+                          if predictedMiB f bonds actual t > heavyMiB then Measure.RunLast run else Measure.Run run
                   let candidates =
                       [| Measure.Run(step dense x)
                          pathStep ContractionPath.Reconstruct [ 1 ]
@@ -226,8 +231,8 @@ let markdown (quick: bool) (results: Result list) =
             [ for r in results ->
                   [ r.Bonds
                     string r.Tokens
-                    $"{r.Predicted.ReconstructEffective:E2}"
-                    $"{r.Predicted.FactorizedEffective:E2}"
+                    sci r.Predicted.ReconstructEffective
+                    sci r.Predicted.FactorizedEffective
                     ratio (r.Predicted.FactorizedEffective / r.Predicted.ReconstructEffective)
                     ratio (median r.Profiles.[2] / median r.Profiles.[1])
                     r.AutoPicked

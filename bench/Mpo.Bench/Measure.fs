@@ -9,6 +9,9 @@ open TorchSharp
 /// Something to measure, or the reason it is not measured (e.g. it would not fit in memory).
 type Candidate =
     | Run of (unit -> unit)
+    /// Known to allocate a lot (hundreds of MiB of fresh memory per call): measured entirely after the others,
+    /// because the machine runs the calls that follow such a call erratically slower (see Settle).
+    | RunLast of (unit -> unit)
     | Skip of reason: string
 
 /// What one candidate cost: time and memory.
@@ -24,18 +27,20 @@ type Profile =
 let private skipped reason =
     { Time = Timing.stats [||]; BaselineMiB = nan; PeakMiB = nan; Skipped = reason }
 
-/// This machine is a small VM: after a step that touched a GiB or more of fresh memory, everything runs slower
-/// (1-token steps measured 20–300× slower, erratically, for tens of seconds) while the host catches up. Timings taken
+/// This machine is a small VM: after a step that touched a GiB or more of fresh memory, later calls may run slower
+/// (1-token steps measured 20–300× slower, and weight rebuilds 3×, erratically, for tens of seconds). Timings taken
 /// then would describe the host, not the code, so timing waits until a fixed CPU probe runs at its usual speed.
 module Settle =
+    /// Compute in cache plus 64 MiB of freshly faulted memory: the slowdown hits page faults hardest.
     let private probeOnce () =
         use scope = torch.NewDisposeScope()
         let a = torch.ones(192L, 192L)
         Timing.time (fun () ->
             for _ in 1..20 do
-                torch.mm(a, a) |> ignore)
+                torch.mm(a, a) |> ignore
+            torch.ones(16L * 1024L * 1024L) |> ignore)
 
-    let private probe () = Array.init 7 (fun _ -> probeOnce ()) |> Timing.median
+    let private probe () = Array.init 5 (fun _ -> probeOnce ()) |> Timing.median
 
     let mutable private usual = nan
     let mutable private waitedMs = 0.0
@@ -58,71 +63,71 @@ module Settle =
 
 let private settleMs = 60_000.0
 
-/// Measures the candidates of one configuration:
-/// <list type="number">
-/// <item>memory pass: each candidate once, alone, after returning freed memory to the OS, under a reset high-water
-/// mark (so peaks do not inherit one another's leftovers); it is also the first warm-up call;</item>
-/// <item>a candidate whose memory-pass call took longer than <c>SlowMs</c> gets no more warm-up and only
-/// <c>SlowReps</c> timed calls, after all the others, so its load does not spill into their samples;</item>
-/// <item>the others get the rest of their warm-up, then are timed in rounds (one call of each per round, in a fresh
-/// order each round), so slow drifts (clock frequency, allocator state, a background process) hit all alike and
-/// their ratios stay honest.</item>
-/// </list>
-/// Timing starts only once the machine has settled (see <see cref="Settle"/>). <paramref name="afterEach"/> runs
-/// outside the timed region after every call (progress reporting).
-let profile (plan: Timing.Plan) (afterEach: int -> unit) (candidates: Candidate[]) =
+/// Measures one group of candidates (all Run): memory pass, warm-up, rounds, then the slow ones.
+let private measureGroup (plan: Timing.Plan) (afterEach: int -> unit) (group: (int * (unit -> unit))[]) =
     Settle.wait settleMs
     let first =
-        candidates
-        |> Array.mapi (fun i c ->
-            match c with
-            | Skip _ -> None
-            | Run f ->
-                let t, baseline, peak = Memory.peakDuring (fun () -> Timing.time f)
-                afterEach i
-                Some(t, baseline, peak))
-    let slow = first |> Array.map (function Some(t, _, _) -> t > plan.SlowMs | None -> false)
+        group
+        |> Array.map (fun (i, f) ->
+            let t, baseline, peak = Memory.peakDuring (fun () -> Timing.time f)
+            afterEach i
+            t, baseline, peak)
+    let slow = first |> Array.map (fun (t, _, _) -> t > plan.SlowMs)
     // The memory-pass call is never a sample: it follows a trim, so it pays page faults a steady state does not.
-    let samples = candidates |> Array.map (fun _ -> ResizeArray<float>())
+    let samples = group |> Array.map (fun _ -> ResizeArray<float>())
     Settle.wait settleMs
-    candidates
-    |> Array.iteri (fun i c ->
-        match c with
-        | Run f when not slow.[i] ->
+    group
+    |> Array.iteri (fun g (i, f) ->
+        if not slow.[g] then
             for _ in 2 .. plan.Warmup do
                 f ()
-                afterEach i
-        | _ -> ())
-    let wants i (round: int) (elapsedMs: float) =
-        match candidates.[i] with
-        | Run _ when not slow.[i] -> round < plan.MinReps || (round < plan.MaxReps && elapsedMs < plan.BudgetMs)
-        | _ -> false
+                afterEach i)
+    let wants g (round: int) (elapsedMs: float) =
+        not slow.[g] && (round < plan.MinReps || (round < plan.MaxReps && elapsedMs < plan.BudgetMs))
     // A fixed order would make one candidate always follow the same other one and inherit its cache and allocator
     // state (a step right after a 9 MB weight rebuild runs slower), hence the seeded shuffle.
     let order = Random(20210603)
     let clock = Stopwatch.StartNew()
     let mutable round = 0
-    while Seq.exists (fun i -> wants i round clock.Elapsed.TotalMilliseconds) (seq { 0 .. candidates.Length - 1 }) do
-        let indices = Array.init candidates.Length id
+    while Seq.exists (fun g -> wants g round clock.Elapsed.TotalMilliseconds) (seq { 0 .. group.Length - 1 }) do
+        let indices = Array.init group.Length id
         order.Shuffle indices
-        for i in indices do
-            match candidates.[i] with
-            | Run f when wants i round clock.Elapsed.TotalMilliseconds ->
-                samples.[i].Add(Timing.time f)
+        for g in indices do
+            if wants g round clock.Elapsed.TotalMilliseconds then
+                let i, f = group.[g]
+                samples.[g].Add(Timing.time f)
                 afterEach i
-            | _ -> ()
         round <- round + 1
-    candidates
-    |> Array.iteri (fun i c ->
-        match c with
-        | Run f when slow.[i] ->
+    group
+    |> Array.iteri (fun g (i, f) ->
+        if slow.[g] then
             for _ in 1 .. plan.SlowReps do
-                samples.[i].Add(Timing.time f)
-                afterEach i
-        | _ -> ())
-    Array.init candidates.Length (fun i ->
-        match candidates.[i], first.[i] with
-        | Skip reason, _ -> skipped reason
-        | Run _, Some(_, baseline, peak) ->
-            { Time = Timing.stats (samples.[i].ToArray()); BaselineMiB = baseline; PeakMiB = peak; Skipped = "" }
-        | Run _, None -> skipped "not run")
+                samples.[g].Add(Timing.time f)
+                afterEach i)
+    Array.init group.Length (fun g ->
+        let _, baseline, peak = first.[g]
+        fst group.[g], { Time = Timing.stats (samples.[g].ToArray()); BaselineMiB = baseline; PeakMiB = peak; Skipped = "" })
+
+/// Measures the candidates of one configuration, the RunLast ones after all the others:
+/// <list type="number">
+/// <item>memory pass: each candidate once, alone, after returning freed memory to the OS, under a reset high-water
+/// mark (so peaks do not inherit one another's leftovers); it is also the first warm-up call;</item>
+/// <item>a candidate whose memory-pass call took longer than <c>SlowMs</c> gets no more warm-up and only
+/// <c>SlowReps</c> timed calls, after the others of its group, so its load does not spill into their samples;</item>
+/// <item>the others get the rest of their warm-up, then are timed in rounds (one call of each per round, in a fresh
+/// order each round), so slow drifts (clock frequency, allocator state, a background process) hit all alike and
+/// their ratios stay honest.</item>
+/// </list>
+/// Timing starts only once the machine has settled (see <see cref="Settle"/>). <paramref name="afterEach"/> runs
+/// outside the timed region after every call (progress reporting), with the candidate's index.
+let profile (plan: Timing.Plan) (afterEach: int -> unit) (candidates: Candidate[]) =
+    let group pick = candidates |> Array.indexed |> Array.choose (fun (i, c) -> pick c |> Option.map (fun f -> i, f))
+    let light = group (function Run f -> Some f | _ -> None)
+    let heavy = group (function RunLast f -> Some f | _ -> None)
+    let measure g = if Array.isEmpty g then [||] else measureGroup plan afterEach g
+    let measured = Array.append (measure light) (measure heavy) |> Map.ofArray
+    candidates
+    |> Array.mapi (fun i c ->
+        match c with
+        | Skip reason -> skipped reason
+        | _ -> measured.[i])

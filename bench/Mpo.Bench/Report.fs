@@ -47,6 +47,9 @@ let ms (x: float) =
     elif x >= 1.0 then x.ToString("F2")
     else x.ToString("F3")
 
+/// Scientific notation, short: 4.22e9.
+let sci (x: float) = if Double.IsNaN x then "–" else x.ToString("0.00e0", Globalization.CultureInfo.InvariantCulture)
+
 let yesNo ok = if ok then "yes" else "no"
 
 let ratio (x: float) = if Double.IsNaN x then "–" else x.ToString("F2")
