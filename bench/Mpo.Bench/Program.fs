@@ -1,0 +1,84 @@
+/// mpo-bench: the benchmarks of issue §7. Markdown on stdout (paste into the README with the machine named),
+/// the same tables and the raw numbers under --out.
+module Mpo.Bench.Program
+
+open System
+open System.Diagnostics
+open Argu
+open Mpo.Native
+open Mpo.Bench.Report
+
+type BenchArgs =
+    | Quick
+    | Out of dir: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Quick -> "small shapes and few repetitions: finishes in well under a minute (for CI)."
+            | Out _ -> "folder for the tables (.md) and raw numbers (.json); default out/bench."
+
+[<RequireSubcommand>]
+type Args =
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Decompose of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Linear of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] All of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Crossover of ParseResults<BenchArgs>
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Decompose _ -> "decomposition of every BERT-base matrix against the floor of raw SVDs."
+            | Linear _ -> "MpoLinear forward+backward against dense Linear, every path, with peak memory."
+            | All _ -> "decompose, then linear."
+            | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
+
+let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
+    let sw = Stopwatch.StartNew()
+    let settledBefore = Measure.Settle.waitedSeconds ()
+    let results = run opts
+    let md = markdown opts.Quick results
+    let wall = sw.Elapsed.TotalSeconds
+    let mode = if opts.Quick then "quick" else "full"
+    let settle = Measure.Settle.waitedSeconds () - settledBefore
+    let text = md + $"\n\n_{name}: {mode} mode, {wall:F0} s wall time, of which {settle:F0} s waiting for the machine to settle._\n"
+    printfn "%s\n" text
+    let mdPath, jsonPath =
+        save opts name (Machine.toMarkdown machine + "\n\n" + text)
+            {| machine = machine; mode = mode; wallSeconds = wall; settleSeconds = settle; results = results |}
+    eprintfn "wrote %s and %s" mdPath jsonPath
+
+[<EntryPoint>]
+let main argv =
+    let parser = ArgumentParser.Create<Args>(programName = "mpo-bench")
+    try
+        let args = parser.ParseCommandLine(argv)
+        let command = args.GetSubCommand()
+        let sub =
+            match command with
+            | Decompose a | Linear a | All a | Crossover a -> a
+        let opts =
+            { Quick = sub.Contains BenchArgs.Quick
+              OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
+              Interactive = interactive () }
+        TorchRuntime.EnsureLoaded()
+        let machine = Machine.describe ()
+        Measure.Settle.calibrate ()
+        printfn "## mpo-bench\n\n%s\n" (Machine.toMarkdown machine)
+        let sw = Stopwatch.StartNew()
+        match command with
+        | Decompose _ -> section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
+        | Linear _ -> section opts machine "linear" LinearBench.run LinearBench.markdown
+        | Crossover _ -> section opts machine "crossover" CrossoverBench.run CrossoverBench.markdown
+        | All _ ->
+            section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
+            section opts machine "linear" LinearBench.run LinearBench.markdown
+        printfn "_Total wall time: %.0f s._" sw.Elapsed.TotalSeconds
+        0
+    with
+    | :? ArguParseException as e ->
+        eprintfn "%s" e.Message
+        if e.ErrorCode = ErrorCode.HelpText then 0 else 2
+    | :? TorchLoadException as e ->
+        eprintfn "%s" e.Message
+        3
