@@ -54,7 +54,8 @@ public static class MpoContraction
         var leading = input.shape[..^1];
         long tokens = leading.Aggregate(1L, (a, b) => a * b);
         var bonds = new[] { 1 }.Concat(cores.Select(c => (int)c.shape[3])).ToArray();
-        bool backwards = reverse ?? CostModel.Factorized(f, bonds, tokens, input.requires_grad).Reverse;
+        bool training = input.requires_grad || cores.Any(c => c.requires_grad);
+        bool backwards = reverse ?? CostModel.Factorized(f, bonds, tokens, training).Reverse;
         var x = input.reshape(tokens, f.Cols);
         if (f.Cols != f.PaddedCols) x = nn.functional.pad(x, new long[] { 0, f.PaddedCols - f.Cols });
         Tensor y;
