@@ -66,3 +66,17 @@ let expectClose (tolerance: float) (actual: float) (expected: float) message =
         failtestf "%s: expected %g, got %g (tolerance %g)" message expected actual tolerance
 
 let repoFile = Mpo.Tests.RepoFiles.find
+
+/// Runs `f`, expects an exception of type 'e whose message contains every fragment, and returns it.
+let throwsWith<'e when 'e :> exn> (fragments: string list) (f: unit -> unit) : 'e =
+    let error =
+        try
+            f ()
+            None
+        with :? 'e as e -> Some e
+    match error with
+    | None -> failtestf "expected %s" typeof<'e>.Name
+    | Some e ->
+        for fragment in fragments do
+            Expect.stringContains e.Message fragment $"the message names {fragment}"
+        e

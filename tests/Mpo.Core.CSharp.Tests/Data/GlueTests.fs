@@ -5,6 +5,7 @@ open System.IO
 open System.Text
 open Expecto
 open Mpo.Data
+open Mpo.Core.Tests.Support
 
 let private labeled id a (b: string) (k: int) = GlueExample(id, a, b, Nullable k, Nullable())
 let private scored id a (b: string) (s: float) = GlueExample(id, a, b, Nullable(), Nullable s)
@@ -25,19 +26,6 @@ let private withTempDir (body: string -> unit) =
     Directory.CreateDirectory dir |> ignore
     try body dir finally Directory.Delete(dir, true)
 
-/// Runs `f`, expects an exception of type 'e whose message contains every fragment, and returns it.
-let private throwsWith<'e when 'e :> exn> (fragments: string list) (f: unit -> unit) : 'e =
-    let error =
-        try
-            f ()
-            None
-        with :? 'e as e -> Some e
-    match error with
-    | None -> failtestf "expected %s" typeof<'e>.Name
-    | Some e ->
-        for fragment in fragments do
-            Expect.stringContains e.Message fragment $"the message names {fragment}"
-        e
 
 /// Writes `content` (UTF-8, no BOM) to `name` in `dir` and reads it as `task`, expecting InvalidDataException.
 let private readFails task (dir: string) name (content: string) fragments =
