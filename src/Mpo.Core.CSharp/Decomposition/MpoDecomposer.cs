@@ -70,9 +70,7 @@ public static class MpoDecomposer
         }
         cores[0] = rest.reshape(1, factorization.RowFactors[0], factorization.ColFactors[0], right);
 
-        var result = SymmetricSplit(cores, spectra, factorization, outType);
-        result.MoveCoresTo(scope);
-        return result.Mpo;
+        return MoveOut(SymmetricSplit(cores, spectra, factorization, outType));
     }
 
     /// <summary>
@@ -101,20 +99,19 @@ public static class MpoDecomposer
         using var scope = NewDisposeScope();
         var work = cores.Select(c => c.detach().to(ScalarType.Float64)).ToArray();
         LeftOrthonormalize(work);
-        GaugeResult result;
+        MatrixProductOperator result;
         if (bonds is null)
             result = GaugeLeftOrthonormal(work, factorization, null, outType);
         else
         {
             // Truncating sweep, then one exact sweep pair so the stored spectra are the Schmidt values of the
             // truncated operator itself (later truncations, e.g. dimension squeezing, rely on them).
-            var truncated = GaugeLeftOrthonormal(work, factorization, bonds, ScalarType.Float64).Mpo;
+            var truncated = GaugeLeftOrthonormal(work, factorization, bonds, ScalarType.Float64);
             var again = truncated.Cores.ToArray();
             LeftOrthonormalize(again);
             result = GaugeLeftOrthonormal(again, factorization, null, outType);
         }
-        result.MoveCoresTo(scope);
-        return result.Mpo;
+        return MoveOut(result);
     }
 
     /// <summary>QR sweep left to right, in place: every core but the last becomes left-orthonormal.</summary>
@@ -130,19 +127,18 @@ public static class MpoDecomposer
         }
     }
 
-    sealed record GaugeResult(MatrixProductOperator Mpo)
+    /// <summary>Keeps the result's cores alive past the caller's dispose scope (everything else made there goes).</summary>
+    static MatrixProductOperator MoveOut(MatrixProductOperator mpo)
     {
-        public void MoveCoresTo(DisposeScope scope)
-        {
-            foreach (var c in Mpo.Cores) c.MoveToOuterDisposeScope();
-        }
+        foreach (var c in mpo.Cores) c.MoveToOuterDisposeScope();
+        return mpo;
     }
 
     /// <summary>
     /// Right-to-left SVD sweep over left-orthonormal cores (optionally keeping only d_b indices per bond), then the
     /// symmetric split: core k := diag(√λ_k) · B_k · diag(λ_{k+1}^{-1/2}) with B_k right-orthonormal.
     /// </summary>
-    static GaugeResult GaugeLeftOrthonormal(Tensor[] cores, MpoFactorization factorization, IReadOnlyList<int>? bonds, ScalarType outType)
+    static MatrixProductOperator GaugeLeftOrthonormal(Tensor[] cores, MpoFactorization factorization, IReadOnlyList<int>? bonds, ScalarType outType)
     {
         int n = cores.Length;
         var spectra = new Tensor[n - 1];
@@ -166,7 +162,7 @@ public static class MpoDecomposer
     /// Given right-orthonormal cores 1..n-1 (core 0 carrying the weight) and the Schmidt values of every bond, gives
     /// each bond √λ on both sides: core k := diag(√λ_k) · B_k · diag(λ_{k+1}^{-1/2}).
     /// </summary>
-    static GaugeResult SymmetricSplit(Tensor[] work, Tensor[] spectra, MpoFactorization factorization, ScalarType outType)
+    static MatrixProductOperator SymmetricSplit(Tensor[] work, Tensor[] spectra, MpoFactorization factorization, ScalarType outType)
     {
         int n = work.Length;
         // Symmetric gauge. λ at or below RelativeZero·λ_max gets a zero instead of λ^{-1/2}; its partner side has
@@ -186,6 +182,6 @@ public static class MpoDecomposer
             result[k] = core.to(outType).contiguous();
         }
         var spectraValues = spectra.Select(l => l.cpu().data<double>().ToArray()).ToArray();
-        return new GaugeResult(new MatrixProductOperator(factorization, result, spectraValues));
+        return new MatrixProductOperator(factorization, result, spectraValues);
     }
 }

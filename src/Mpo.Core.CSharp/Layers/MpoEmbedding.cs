@@ -26,13 +26,8 @@ public sealed class MpoEmbedding : MpoLayer
     /// <summary>Decomposes an embedding table; default factors pad the vocabulary where it factors badly.</summary>
     public static MpoEmbedding FromWeight(Tensor table, MpoFactorization? factorization = null, TruncationSpec? truncation = null)
     {
-        if (table.dim() != 2)
-            throw new ArgumentException($"embedding table must be 2-D [num_embeddings, dim], got [{string.Join(",", table.shape)}]", nameof(table));
-        factorization ??= FactorizationChooser.Choose((int)table.shape[0], (int)table.shape[1]);
-        using var full = MpoDecomposer.Decompose(table, factorization);
-        if (truncation is null) return new MpoEmbedding(full);
-        using var cut = full.Truncate(truncation);
-        return new MpoEmbedding(cut);
+        using var mpo = Decompose(table, "embedding table [num_embeddings, dim]", factorization, truncation);
+        return new MpoEmbedding(mpo);
     }
 
     public override Tensor forward(Tensor indices)

@@ -35,6 +35,18 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
             register_parameter(k == CentralIndex ? CentralName : AuxiliaryPrefix + aux++, cores[k]);
     }
 
+    /// <summary>Decomposes <paramref name="weight"/> (default factors: the chooser's) and truncates it if asked; the
+    /// shared first step of every layer factory.</summary>
+    protected static MatrixProductOperator Decompose(Tensor weight, string what, MpoFactorization? factorization, TruncationSpec? truncation)
+    {
+        if (weight.dim() != 2)
+            throw new ArgumentException($"{what} must be 2-D, got [{string.Join(",", weight.shape)}]", nameof(weight));
+        factorization ??= FactorizationChooser.Choose((int)weight.shape[0], (int)weight.shape[1]);
+        var full = MpoDecomposer.Decompose(weight, factorization);
+        if (truncation is null) return full;
+        using (full) return full.Truncate(truncation);
+    }
+
     /// <summary>Name of the parameter that holds core <paramref name="k"/>.</summary>
     public string CoreName(int k) => k == CentralIndex ? CentralName : AuxiliaryPrefix + (k < CentralIndex ? k : k - 1);
 

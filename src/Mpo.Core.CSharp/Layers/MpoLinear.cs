@@ -42,13 +42,8 @@ public sealed class MpoLinear : MpoLayer
     public static MpoLinear FromWeight(Tensor weight, Tensor? bias = null, MpoFactorization? factorization = null,
                                        TruncationSpec? truncation = null)
     {
-        if (weight.dim() != 2)
-            throw new ArgumentException($"weight must be 2-D [out, in], got [{string.Join(",", weight.shape)}]", nameof(weight));
-        factorization ??= FactorizationChooser.Choose((int)weight.shape[0], (int)weight.shape[1]);
-        using var full = MpoDecomposer.Decompose(weight, factorization);
-        if (truncation is null) return new MpoLinear(full, bias);
-        using var cut = full.Truncate(truncation);
-        return new MpoLinear(cut, bias);
+        using var mpo = Decompose(weight, "weight [out, in]", factorization, truncation);
+        return new MpoLinear(mpo, bias);
     }
 
     /// <summary>Decomposes a trained <see cref="Linear"/> layer (weight and bias).</summary>

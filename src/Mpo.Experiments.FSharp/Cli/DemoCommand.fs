@@ -41,7 +41,8 @@ let run (args: ParseResults<DemoArgs>) =
         [ for cap in caps -> (if cap = Seq.max mpo.Bonds then "full" else $"max bond {cap}"), TruncationSpec.MaxBond cap :> TruncationSpec ]
         @ [ for tol in (if quick then [ 0.3 ] else [ 0.1; 0.3; 0.5 ]) -> $"tolerance {tol}", TruncationSpec.Tolerance tol :> TruncationSpec ]
     let points =
-        specs |> ProgressBar.map "truncating" fst (fun spec -> TruncationSweep.run w mpo [ spec ] |> List.exactlyOne)
+        let reference = TruncationSweep.reference w
+        specs |> ProgressBar.map "truncating" fst (TruncationSweep.point reference mpo)
     let table =
         Tables.markdown
             [ "truncation"; "bonds"; "params"; "ρ"; "central share"; "bound (rel)"; "error (rel)"; "SVD rank"; "SVD error (rel)" ]

@@ -24,17 +24,25 @@ let lowRankError (singular: float[]) (rank: int) =
     let tail = singular |> Array.skip (min rank singular.Length) |> Array.sumBy (fun s -> s * s)
     if total = 0.0 then 0.0 else sqrt (tail / total)
 
-/// Truncates <c>mpo</c> (the decomposition of <c>w</c>) at every spec and measures the error against <c>w</c>.
-let run (w: torch.Tensor) (mpo: MatrixProductOperator) (specs: (string * TruncationSpec) list) : Point list =
-    let singular =
-        use scope = torch.NewDisposeScope()
-        torch.linalg.svdvals(w.``to``(torch.float64)).data<float>().ToArray()
+/// What every point compares against: W in float64 and its singular values (computed once per matrix).
+type Reference = { W: torch.Tensor; Singular: float[] }
+
+let reference (w: torch.Tensor) =
+    let w64 = w.``to``(torch.float64)
+    { W = w64; Singular = (use s = torch.linalg.svdvals(w64) in s.data<float>().ToArray()) }
+
+/// Truncates <c>mpo</c> (the decomposition of <c>reference.W</c>) as <c>spec</c> asks and measures the error.
+let point (reference: Reference) (mpo: MatrixProductOperator) (label: string, spec: TruncationSpec) : Point =
+    use scope = torch.NewDisposeScope()
     let f = mpo.Factorization
-    [ for label, spec in specs ->
-        use scope = torch.NewDisposeScope()
-        let bonds = Truncation.Plan(f, mpo.Spectra, spec)
-        use cut = mpo.Truncate(bonds)
-        let error = (cut.Reconstruct().``to``(torch.float64) - w.``to``(torch.float64)).norm().item<float>()
-        let report = TruncationReport.Create(mpo, bonds, error)
-        let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
-        { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError singular rank } ]
+    let bonds = Truncation.Plan(f, mpo.Spectra, spec)
+    use cut = mpo.Truncate(bonds)
+    let error = (cut.Reconstruct().``to``(torch.float64) - reference.W).norm().item<float>()
+    let report = TruncationReport.Create(mpo, bonds, error)
+    let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
+    { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError reference.Singular rank }
+
+/// Every spec against one reference.
+let run (w: torch.Tensor) (mpo: MatrixProductOperator) (specs: (string * TruncationSpec) list) : Point list =
+    let r = reference w
+    specs |> List.map (point r mpo)
