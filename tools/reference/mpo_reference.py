@@ -39,6 +39,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
+
 # --------------------------------------------------------------------------- 2 / 3.1
 
 def full_bonds(row_factors, col_factors):
@@ -187,41 +190,6 @@ def entropy(lam):
     p = lam ** 2 / np.sum(lam ** 2)
     p = p[p > 0]
     return float(-np.sum(p * np.log(p)))
-
-# --------------------------------------------------------------------------- safetensors
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: list of (name, float64 array). Header JSON padded with spaces to a
-    multiple of 8; data little-endian, offsets relative to the data start."""
-    header, blobs, offset = {}, [], 0
-    for name, arr in tensors:
-        raw = np.ascontiguousarray(arr, dtype="<f8").tobytes()
-        header[name] = {"dtype": "F64", "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = metadata
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for raw in blobs:
-            f.write(raw)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    (hlen,) = struct.unpack("<Q", buf[:8])
-    header = json.loads(buf[8:8 + hlen])
-    meta = header.pop("__metadata__", {})
-    data = buf[8 + hlen:]
-    out = {}
-    for name, h in header.items():
-        assert h["dtype"] == "F64"
-        b, e = h["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f8").reshape(h["shape"])
-    return out, meta
 
 # --------------------------------------------------------------------------- fixture cases
 

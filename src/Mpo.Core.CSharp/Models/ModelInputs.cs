@@ -1,0 +1,29 @@
+using static TorchSharp.torch;
+
+namespace Mpo.Models;
+
+/// <summary>
+/// One batch as every architecture takes it (HF argument names). Token tensors are int64 [batch, seq]; masks are
+/// 1 for tokens to attend to and 0 for padding. Encoder-decoder models (T5) read <see cref="DecoderInputIds"/>;
+/// when it is null and <see cref="Labels"/> is given they shift the labels right (teacher forcing), as HF does.
+/// </summary>
+/// <param name="Labels">Class ids [batch] / targets [batch] (regression) for sequence heads; token ids [batch, seq]
+/// with -100 for ignored positions for LM heads.</param>
+/// <param name="Cache">Keys/values of earlier positions (incremental decoding); appended to by the forward pass.</param>
+/// <param name="EncoderHiddenState">A precomputed encoder output (T5 generation reuses it for every step).</param>
+public sealed record ModelInputs(
+    Tensor InputIds,
+    Tensor? AttentionMask = null,
+    Tensor? TokenTypeIds = null,
+    Tensor? Labels = null,
+    Tensor? DecoderInputIds = null,
+    Tensor? DecoderAttentionMask = null,
+    KeyValueCache? Cache = null,
+    Tensor? EncoderHiddenState = null);
+
+/// <summary>
+/// What a forward pass returns. <see cref="Logits"/>: [batch, seq, vocab] for LM heads, [batch, labels] for sequence
+/// heads, the last hidden state for bare encoders. <see cref="LastHiddenState"/>: the final layer's output (the
+/// decoder's for T5). <see cref="Loss"/>: the head's loss when labels were given (HF's loss for that head).
+/// </summary>
+public sealed record ModelOutputs(Tensor Logits, Tensor LastHiddenState, Tensor? Loss = null, Tensor? EncoderLastHiddenState = null);

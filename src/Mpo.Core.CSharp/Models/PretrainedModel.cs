@@ -1,0 +1,133 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using Mpo.Checkpoints;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Mpo.Models;
+
+/// <summary>
+/// A Hugging Face model class ("BertForMaskedLM", "GPT2LMHeadModel", "T5ForConditionalGeneration", …) as a TorchSharp
+/// module whose state-dict names are exactly HF's, so checkpoints move between the two without renaming.
+/// <para>Loading follows HF's rules: a checkpoint of the same class loads strictly; a checkpoint of another class of the
+/// same family (pre-training head → classification head) loads the shared body strictly, initializes this class's
+/// head (<see cref="HeadPrefixes"/>) and drops the other head, and says which is which (<see cref="LoadReport"/>).</para>
+/// </summary>
+public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
+{
+    protected PretrainedModel(string architecture, ModelConfig config) : base(architecture)
+    {
+        Architecture = architecture;
+        Config = config;
+    }
+
+    /// <summary>HF class name; written to <c>config.json</c> <c>architectures</c>.</summary>
+    public string Architecture { get; }
+    public ModelConfig Config { get; }
+
+    /// <summary>HF's <c>base_model_prefix</c> ("bert", "albert", "distilbert", "transformer"; "" for T5).</summary>
+    public abstract string BasePrefix { get; }
+    /// <summary>True for the bare body class (BertModel, GPT2Model): its names carry no <see cref="BasePrefix"/>.</summary>
+    public virtual bool IsBaseModel => false;
+    /// <summary>Prefixes of this class's own head, initialized fresh when the checkpoint is another class's.</summary>
+    public virtual IReadOnlyList<string> HeadPrefixes => Array.Empty<string>();
+    /// <summary>State-dict names that are the same parameter as another (tied embeddings): not saved, tolerated when
+    /// present in a checkpoint. Maps the copy to its source.</summary>
+    public virtual IReadOnlyDictionary<string, string> TiedParameters => new Dictionary<string, string>();
+    /// <summary>Checkpoint entries HF versions wrote that hold no weights (e.g. <c>position_ids</c>, GPT-2's causal
+    /// <c>attn.bias</c> masks); skipped when loading.</summary>
+    public virtual bool IsLegacyBuffer(string checkpointName) => false;
+
+    /// <summary>The tensors a checkpoint of this model holds, in state-dict order, tied copies left out.</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> CheckpointTensors()
+    {
+        var tied = TiedParameters;
+        return state_dict().Where(kv => !tied.ContainsKey(kv.Key));
+    }
+
+    /// <summary>Saves <c>config.json</c> + safetensors in HF layout (atomically, see <see cref="CheckpointFolder.Save"/>).</summary>
+    public void Save(string folder, ScalarType? storage = null, long maxShardBytes = 5L << 30)
+    {
+        CheckpointFolder.Save(folder, CheckpointTensors(), Config.ToJson(Architecture), storage, maxShardBytes);
+    }
+
+    /// <summary>
+    /// Copies a checkpoint's weights into this model. Same class: strict (every missing, unexpected and mis-shaped name
+    /// reported together). Another class: the body strictly, this head's parameters left as initialized, the other
+    /// head's entries dropped. Names with or without <see cref="BasePrefix"/> are both accepted.
+    /// </summary>
+    public LoadReport LoadWeights(CheckpointFolder checkpoint)
+    {
+        string? storedClass = (checkpoint.Config?["architectures"] as System.Text.Json.Nodes.JsonArray)?.FirstOrDefault()?.GetValue<string>();
+        bool sameClass = storedClass is null || storedClass == Architecture;
+        var tied = TiedParameters;
+        var state = state_dict().Where(kv => !tied.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        string prefix = BasePrefix.Length == 0 ? "" : BasePrefix + ".";
+
+        // checkpoint name → model name
+        string ToModel(string name)
+        {
+            if (state.ContainsKey(name) || prefix.Length == 0) return name;
+            if (IsBaseModel && name.StartsWith(prefix, StringComparison.Ordinal)) return name[prefix.Length..];
+            if (!IsBaseModel && state.ContainsKey(prefix + name)) return prefix + name;
+            return name;
+        }
+
+        var mapped = checkpoint.TensorNames
+            .Where(n => !IsLegacyBuffer(n))
+            .Select(n => (Stored: n, Model: ToModel(n)))
+            .Where(p => !tied.ContainsKey(p.Model))
+            .ToList();
+        var present = mapped.Select(p => p.Model).ToHashSet();
+        var missing = state.Keys.Where(k => !present.Contains(k)).ToList();
+        var unexpected = mapped.Where(p => !state.ContainsKey(p.Model)).Select(p => p.Stored).ToList();
+        var fresh = new List<string>();
+        var dropped = new List<string>();
+        if (!sameClass)
+        {
+            fresh = missing.Where(k => HeadPrefixes.Any(h => k.StartsWith(h, StringComparison.Ordinal))).ToList();
+            missing = missing.Except(fresh).ToList();
+            dropped = unexpected;
+            unexpected = new List<string>();
+        }
+        var shapes = mapped.Where(p => state.ContainsKey(p.Model))
+            .Select(p => (p.Model, Want: state[p.Model].shape, Got: checkpoint.Info(p.Stored).Shape))
+            .Where(x => !x.Want.SequenceEqual(x.Got))
+            .Select(x => $"{x.Model}: model [{string.Join(",", x.Want)}], checkpoint [{string.Join(",", x.Got)}]")
+            .ToList();
+        if (missing.Count + unexpected.Count + shapes.Count > 0)
+            throw new CheckpointMismatchException(checkpoint.Path, missing, unexpected, shapes);
+
+        using var _ = no_grad();
+        foreach (var (stored, model) in mapped)
+        {
+            if (!state.TryGetValue(model, out var target)) continue;
+            using var scope = NewDisposeScope();
+            target.copy_(checkpoint.Load(stored, target.device, target.dtype));
+        }
+        return new LoadReport(storedClass ?? Architecture, fresh, dropped);
+    }
+
+    /// <summary>
+    /// Opens a HF checkpoint folder and builds the model it describes (or <paramref name="architecture"/>, another
+    /// head of the same family, e.g. sequence classification on top of a masked-LM checkpoint).
+    /// <paramref name="labels"/> replaces the config's labels (a fresh classification head).
+    /// </summary>
+    public static (PretrainedModel Model, LoadReport Report) Load(string folder, string? architecture = null,
+                                                                  IReadOnlyList<string>? labels = null, Device? device = null)
+    {
+        using var checkpoint = CheckpointFolder.Open(folder);
+        var config = ModelRegistry.ReadConfig(checkpoint);
+        if (labels is not null) config = config with { Labels = labels };
+        architecture ??= ModelRegistry.StoredArchitecture(checkpoint) ?? ModelRegistry.Family(config.ModelType, checkpoint.Path).DefaultArchitecture;
+        var model = ModelRegistry.Create(config, architecture);
+        var report = model.LoadWeights(checkpoint);
+        if (device is not null) model.to(device);
+        return (model, report);
+    }
+}
+
+/// <summary>What a load did beyond copying: the checkpoint's class, parameters initialized fresh (this class's head),
+/// and checkpoint entries dropped (the other class's head).</summary>
+public sealed record LoadReport(string CheckpointArchitecture, IReadOnlyList<string> NewlyInitialized, IReadOnlyList<string> Dropped);
