@@ -46,13 +46,31 @@ type DemoArgs =
             | Out _ -> "folder for report.json and the figures (default out/demo)."
             | Quick -> "fewer truncation settings (CI)."
 
+[<RequireQualifiedAccess>]
+type ForwardArgs =
+    | [<Mandatory; AltCommandLine("-m")>] Model of dir: string
+    | [<Mandatory; AltCommandLine("-i")>] Input of path: string
+    | [<Mandatory; AltCommandLine("-o")>] Out of path: string
+    | Architecture of hf_class: string
+    | Dtype of dtype: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "checkpoint folder in Hugging Face layout (config.json + model.safetensors or a sharded index)."
+            | Input _ -> "safetensors file with int tensors [batch, seq]: input_ids, and optionally attention_mask, token_type_ids, decoder_input_ids, decoder_attention_mask."
+            | Out _ -> "safetensors file for logits, last_hidden_state (and encoder_last_hidden_state for encoder-decoders)."
+            | Architecture _ -> "HF class to build instead of the checkpoint's (e.g. BertModel); another head is initialized at random."
+            | Dtype _ -> "compute dtype: f32 (default) or f64."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Decompose _ -> "decompose one matrix of a safetensors file into an MPO, optionally truncated."
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
+            | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Demo _ -> "the main job: decompose the bundled FFN matrix, print the error/compression table, write figures."
