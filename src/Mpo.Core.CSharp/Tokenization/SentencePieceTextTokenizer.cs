@@ -12,7 +12,9 @@ namespace Mpo.Tokenization;
 /// Microsoft.ML.Tokenizers' <c>SentencePieceTokenizer</c>.
 /// </summary>
 /// <remarks>The library (2.0.1) cannot load a model without a beginning- or end-of-sentence piece, such as T5's
-/// (bos_id = -1); <see cref="FromModel"/> reports that by name instead of failing inside the library.</remarks>
+/// (bos_id = -1): it indexes its vocabulary with the id. <see cref="FromModel"/> hands it a copy whose missing id
+/// points at the unknown piece (which encoding never produces from text it can spell) and reports the special token
+/// as absent.</remarks>
 public sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     readonly SentencePieceTokenizer tokenizer;
@@ -26,10 +28,10 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         foreach (var (piece, id) in tokenizer.Vocabulary) pieces.TryAdd(id, piece);
         unknownSurface = facts.UnknownSurface;
         SpecialTokens = new SpecialTokenIds(
-            Padding: facts.PaddingId,
+                Padding: facts.PaddingId,
             Unknown: tokenizer.UnknownId,
-            BeginningOfSequence: tokenizer.BeginningOfSentenceId,
-            EndOfSequence: tokenizer.EndOfSentenceId);
+            BeginningOfSequence: facts.BosId >= 0 ? tokenizer.BeginningOfSentenceId : null,
+            EndOfSequence: facts.EosId >= 0 ? tokenizer.EndOfSentenceId : null);
         VocabularySize = facts.Pieces;
     }
 
@@ -47,12 +49,13 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     {
         if (!File.Exists(modelPath))
             throw new FileNotFoundException($"{modelPath}: SentencePiece model not found", modelPath);
-        using var stream = File.OpenRead(modelPath);
+        var bytes = File.ReadAllBytes(modelPath);
         try
         {
+            using var stream = new MemoryStream(bytes, writable: false);
             var facts = InspectModel(stream, modelPath);
-            stream.Position = 0;
-            var tokenizer = SentencePieceTokenizer.Create(stream, addBeginningOfSentence: false, addEndOfSentence: false);
+            using var patched = new MemoryStream(WithUnknownForMissingIds(bytes, facts), writable: false);
+            var tokenizer = SentencePieceTokenizer.Create(patched, addBeginningOfSentence: false, addEndOfSentence: false);
             return new SentencePieceTextTokenizer(tokenizer, facts);
         }
         catch (Exception e) when (e is InvalidProtocolBufferException or ArgumentException or NotSupportedException)
@@ -65,8 +68,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     /// <summary>
     /// Reads what the library does not expose (see <see cref="ModelFacts"/>) and checks what the library relies on
     /// without checking: pieces and a trainer_spec (field 2) must be there (protobuf parses almost anything, an empty
-    /// file included, into some message, and the library then fails with a NullReferenceException), and bos_id (41)
-    /// and eos_id (42) must not be -1 (the library then fails with an IndexOutOfRangeException).
+    /// file included, into some message, and the library then fails with a NullReferenceException).
     /// </summary>
     static ModelFacts InspectModel(Stream stream, string modelPath)
     {
@@ -95,13 +97,16 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
                 $"{modelPath}: not a SentencePiece model (no {(pieces > 0 ? "trainer_spec" : "pieces")} field)");
 
         // TrainerSpec's defaults.
-        int bosId = 1, eosId = 2, padId = -1;
+        int unkId = 0, bosId = 1, eosId = 2, padId = -1;
         var unknownSurface = " \u2047 ";
         var spec = trainerSpec.CreateCodedInput();
         while ((tag = spec.ReadTag()) != 0)
         {
             switch (WireFormat.GetTagFieldNumber(tag), WireFormat.GetTagWireType(tag))
             {
+                case (40, WireFormat.WireType.Varint):
+                    unkId = spec.ReadInt32();
+                    break;
                 case (41, WireFormat.WireType.Varint):
                     bosId = spec.ReadInt32();
                     break;
@@ -119,18 +124,39 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
                     break;
             }
         }
-        if (bosId < 0 || eosId < 0)
-            throw new InvalidDataException(
-                $"{modelPath}: the model has no {(bosId < 0 ? "beginning" : "end")}-of-sentence piece ({(bosId < 0 ? "bos" : "eos")}_id = -1, " +
-                "as in T5's spiece.model), which Microsoft.ML.Tokenizers 2.0.1 cannot load");
-        return new ModelFacts(pieces, padId >= 0 ? padId : null, unknownSurface);
+        if (unkId < 0 || unkId >= pieces)
+            throw new InvalidDataException($"{modelPath}: unk_id {unkId} is not a piece (the model has {pieces})");
+        return new ModelFacts(pieces, padId >= 0 ? padId : null, unknownSurface, unkId, bosId, eosId);
+    }
+
+    /// <summary>
+    /// The model bytes with bos_id / eos_id set to the unknown piece where they are -1 (T5). Protobuf merges a repeated
+    /// embedded message field and lets the last scalar win, so appending a second trainer_spec (field 2) holding only
+    /// those ids changes exactly them.
+    /// </summary>
+    static byte[] WithUnknownForMissingIds(byte[] model, ModelFacts facts)
+    {
+        if (facts.BosId >= 0 && facts.EosId >= 0) return model;
+        var spec = new MemoryStream();
+        var specOutput = new CodedOutputStream(spec);
+        if (facts.BosId < 0) { specOutput.WriteTag(41, WireFormat.WireType.Varint); specOutput.WriteInt32(facts.UnkId); }
+        if (facts.EosId < 0) { specOutput.WriteTag(42, WireFormat.WireType.Varint); specOutput.WriteInt32(facts.UnkId); }
+        specOutput.Flush();
+        var patched = new MemoryStream();
+        patched.Write(model);
+        var output = new CodedOutputStream(patched);
+        output.WriteTag(2, WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(ByteString.CopyFrom(spec.ToArray()));
+        output.Flush();
+        return patched.ToArray();
     }
 
     /// <summary>What Mpo reads from a model itself.</summary>
     /// <param name="Pieces">The number of pieces (field 1 entries, whose positions are the ids).</param>
     /// <param name="PaddingId">trainer_spec's pad_id (field 43), null when -1.</param>
     /// <param name="UnknownSurface">trainer_spec's unk_surface (field 44): how an unknown piece is decoded.</param>
-    sealed record ModelFacts(int Pieces, int? PaddingId, string UnknownSurface);
+    /// <param name="UnkId">trainer_spec's unk_id (40); <paramref name="BosId"/> and <paramref name="EosId"/> (41, 42) may be -1.</param>
+    sealed record ModelFacts(int Pieces, int? PaddingId, string UnknownSurface, int UnkId, int BosId, int EosId);
 
     /// <inheritdoc/>
     /// <remarks>A run of characters the model cannot spell becomes one unknown id, as in Google's SentencePiece
