@@ -18,6 +18,7 @@ Examples:
                 --rows 4,4,8,6,4 --cols 3,4,4,4,4 --max-bond 64 --out cores.safetensors --report report.json
   mpo decompose -i W.safetensors -t encoder.layer.0.output.dense.weight --tolerance 0.05 -o cores.safetensors
   mpo decompose -i W.safetensors -t embeddings.word_embeddings.weight --budget 2000000 -o emb.safetensors
+  mpo pretrain tiny-gpt2
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
@@ -46,6 +47,7 @@ let main argv =
         | Inspect args -> InspectCommand.run args
         | Demo args -> DemoCommand.run args
         | Forward args -> ForwardCommand.run args
+        | Pretrain args -> PretrainCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

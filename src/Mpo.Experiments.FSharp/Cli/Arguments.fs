@@ -62,15 +62,31 @@ type ForwardArgs =
             | Architecture _ -> "HF class to build instead of the checkpoint's (e.g. BertModel); another head is initialized at random."
             | Dtype _ -> "compute dtype: f32 (default) or f64."
 
+[<RequireQualifiedAccess>]
+type PretrainArgs =
+    | [<MainCommand>] Model of name: string
+    | Steps of updates: int
+    | Out of dir: string
+    | Runs of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "tiny-bert, tiny-gpt2, tiny-t5 or all (default)."
+            | Steps _ -> "optimizer updates instead of the model's budget (short smoke runs)."
+            | Out _ -> "folder that receives models/<name> (default: the repository's models/)."
+            | Runs _ -> "folder for checkpoints and metrics.jsonl (default out/pretrain); a run found there resumes."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
+    | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Decompose _ -> "decompose one matrix of a safetensors file into an MPO, optionally truncated."
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
+            | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Demo _ -> "the main job: decompose the bundled FFN matrix, print the error/compression table, write figures."

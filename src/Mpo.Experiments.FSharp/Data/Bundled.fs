@@ -14,6 +14,12 @@ let dataFolder () =
     | Some d -> d
     | None -> failwith "cannot find Mpo's data/ folder (data/bundled) above the program or the working directory"
 
+/// The repository root (the folder holding data/).
+let root () = Path.GetDirectoryName(dataFolder ())
+
+/// The bundled pre-trained tiny models (models/<name>, Hugging Face layout).
+let modelsFolder () = Path.Combine(root (), "models")
+
 /// The embedded default matrix of the main job: see data/bundled/README.md.
 let ffnMatrixFile () = Path.Combine(dataFolder (), "bundled", "ffn-3072x768.safetensors")
 let ffnMatrixTensor = "synthetic.ffn.intermediate.weight"

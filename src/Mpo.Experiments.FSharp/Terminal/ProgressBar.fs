@@ -25,3 +25,20 @@ let map (title: string) (label: 'a -> string) (work: 'a -> 'b) (items: 'a list) 
                     results.Add(work item)
                     task.Increment 1.0)
         List.ofSeq results
+
+/// Runs <c>work</c>, giving it <c>report done description</c> to move a bar of <c>total</c> units with ETA; when nobody
+/// watches, <c>report</c> does nothing and the caller logs what matters itself.
+let track (title: string) (total: float) (work: (float -> string -> unit) -> 'r) : 'r =
+    if not (interactive ()) then work (fun _ _ -> ())
+    else
+        let mutable result = Unchecked.defaultof<'r>
+        AnsiConsole
+            .Progress()
+            .AutoClear(true)
+            .Columns(TaskDescriptionColumn(), ProgressBarColumn(), PercentageColumn(), ElapsedTimeColumn(), RemainingTimeColumn())
+            .Start(fun ctx ->
+                let task = ctx.AddTask(title, maxValue = total)
+                result <- work (fun finished description ->
+                    task.Value <- finished
+                    task.Description <- $"{title}: {Markup.Escape description}"))
+        result
