@@ -67,9 +67,5 @@ public sealed class TokenMatrix
     }
 
     /// <summary>A new int64 tensor [rows, columns] with these values on <paramref name="device"/> (CPU by default).</summary>
-    public Tensor ToTensor(Device? device = null)
-    {
-        var tensor = torch.tensor(values, [Rows, Columns], dtype: ScalarType.Int64);
-        return device is null || device.type == DeviceType.CPU ? tensor : tensor.to(device);
-    }
+    public Tensor ToTensor(Device? device = null) => torch.tensor(values, [Rows, Columns], dtype: ScalarType.Int64, device: device);
 }
