@@ -200,7 +200,7 @@ public sealed class BertWordPieceTokenizer : ITextTokenizer
 
     /// <summary>The tokens each side keeps under a budget of <paramref name="budget"/> (special tokens excluded):
     /// the <c>LongestFirst</c> rule of Hugging Face tokenizers' utils/truncation.rs.</summary>
-    static (int A, int B) TruncatedLengths(int a, int b, int budget, bool pair)
+    internal static (int A, int B) TruncatedLengths(int a, int b, int budget, bool pair)
     {
         if (!pair) return (Math.Min(a, budget), 0);
         if (a + b <= budget) return (a, b);

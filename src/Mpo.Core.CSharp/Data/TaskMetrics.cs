@@ -6,8 +6,8 @@ using System.Linq;
 
 namespace Mpo.Data;
 
-/// <summary>The metrics GLUE reports; <see cref="GlueTasks.OfficialMetrics"/> says which belong to a task.</summary>
-public enum GlueMetric
+/// <summary>The metrics the tasks report; <see cref="TextTask.Metrics"/> says which belong to a task.</summary>
+public enum TaskMetric
 {
     /// <summary>Fraction of predictions equal to the label.</summary>
     Accuracy,
@@ -19,15 +19,17 @@ public enum GlueMetric
     Pearson,
     /// <summary>Spearman's rank correlation: Pearson's of the ranks, ties given their average rank.</summary>
     Spearman,
+    /// <summary>exp of the mean negative log-likelihood per predicted token: a language model's held-out score.</summary>
+    Perplexity,
 }
 
 /// <summary>
-/// GLUE's official metrics with the semantics of the scikit-learn and SciPy functions the GLUE baselines and the
+/// The tasks' metrics: GLUE's with the semantics of the scikit-learn and SciPy functions the GLUE baselines and the
 /// Hugging Face <c>glue</c> metric call (<c>accuracy_score</c>, <c>f1_score</c>, <c>matthews_corrcoef</c>,
-/// <c>pearsonr</c>, <c>spearmanr</c>), including their conventions for degenerate input. All sums are in double
-/// precision, or exact integers for counts, whatever the split size.
+/// <c>pearsonr</c>, <c>spearmanr</c>), including their conventions for degenerate input, and perplexity. All sums are
+/// in double precision, or exact integers for counts, whatever the split size.
 /// </summary>
-public static class GlueMetrics
+public static class TaskMetrics
 {
     /// <summary>The fraction of positions where the prediction equals the label.</summary>
     /// <param name="predictions">Predicted class indices.</param>
@@ -139,54 +141,90 @@ public static class GlueMetrics
     }
 
     /// <summary>
-    /// The official metrics of a classification task (<see cref="GlueTasks.OfficialMetrics"/>), keyed and
-    /// enumerated in that order.
+    /// Perplexity, exp(Σ −log p / N): the exponent of the mean negative log-likelihood (in nats) of the
+    /// <paramref name="tokens"/> predicted tokens. Hugging Face's <c>run_clm</c> reports exp of the mean loss, the
+    /// same number when every batch has as many predicted tokens.
     /// </summary>
-    /// <param name="task">A classification task (not STS-B).</param>
-    /// <param name="predictions">Predicted class indices, each in [0, <see cref="GlueTasks.NumLabels"/>).</param>
+    /// <param name="negativeLogLikelihood">The summed negative log-likelihood, in nats, finite and not negative.</param>
+    /// <param name="tokens">How many tokens were predicted, at least one.</param>
+    /// <exception cref="ArgumentException">No token, or a negative or non-finite sum.</exception>
+    public static double Perplexity(double negativeLogLikelihood, long tokens)
+    {
+        if (tokens < 1)
+            throw new ArgumentException($"tokens is {tokens}; perplexity needs at least one predicted token.", nameof(tokens));
+        if (!double.IsFinite(negativeLogLikelihood) || negativeLogLikelihood < 0)
+            throw new ArgumentException(
+                $"negativeLogLikelihood is {negativeLogLikelihood.ToString(CultureInfo.InvariantCulture)}; it must be finite and not negative.",
+                nameof(negativeLogLikelihood));
+        return Math.Exp(negativeLogLikelihood / tokens);
+    }
+
+    /// <summary>
+    /// The official metrics of a classification task (<see cref="TextTask.Metrics"/>), keyed and enumerated in that
+    /// order.
+    /// </summary>
+    /// <param name="task">A classification task.</param>
+    /// <param name="predictions">Predicted class indices, each in [0, <see cref="TextTask.NumLabels"/>).</param>
     /// <param name="labels">Gold class indices, as many as predictions, each in the same range.</param>
     /// <exception cref="ArgumentException">
-    /// <paramref name="task"/> is STS-B, the lists are empty or differ in length, or a class is out of range.
+    /// <paramref name="task"/> is not a classification task, the lists are empty or differ in length, or a class is
+    /// out of range.
     /// </exception>
-    public static IReadOnlyDictionary<GlueMetric, double> Compute(GlueTask task, IReadOnlyList<int> predictions, IReadOnlyList<int> labels)
+    public static IReadOnlyDictionary<TaskMetric, double> Compute(TextTask task, IReadOnlyList<int> predictions, IReadOnlyList<int> labels)
     {
-        if (GlueTasks.IsRegression(task))
-            throw new ArgumentException($"{task} is scored by regression; pass scores as doubles.", nameof(task));
+        ArgumentNullException.ThrowIfNull(task);
+        if (task.Kind != TaskKind.Classification)
+            throw new ArgumentException($"{task.Name} is {Describe(task.Kind)}; {Hint(task.Kind)}.", nameof(task));
         CheckPair(predictions, labels);
-        var classes = GlueTasks.NumLabels(task);
+        var classes = task.NumLabels;
         CheckRange(predictions, classes, task, nameof(predictions));
         CheckRange(labels, classes, task, nameof(labels));
         return Table(task, metric => metric switch
         {
-            GlueMetric.Accuracy => Accuracy(predictions, labels),
-            GlueMetric.F1 => F1(predictions, labels),
-            GlueMetric.Matthews => Matthews(predictions, labels),
+            TaskMetric.Accuracy => Accuracy(predictions, labels),
+            TaskMetric.F1 => F1(predictions, labels),
+            TaskMetric.Matthews => Matthews(predictions, labels),
             _ => throw new InvalidOperationException($"{metric} is not a classification metric."),
         });
     }
 
-    /// <summary>The official metrics of a regression task (STS-B): Pearson and Spearman correlation.</summary>
-    /// <param name="task">A regression task (STS-B).</param>
+    /// <summary>The official metrics of a regression task (STS-B: Pearson and Spearman correlation).</summary>
+    /// <param name="task">A regression task.</param>
     /// <param name="predictions">Predicted scores, finite.</param>
     /// <param name="scores">Gold scores, finite, as many as predictions.</param>
     /// <exception cref="ArgumentException">
-    /// <paramref name="task"/> is a classification task, or the lists are not valid for <see cref="Pearson"/>.
+    /// <paramref name="task"/> is not a regression task, or the lists are not valid for <see cref="Pearson"/>.
     /// </exception>
-    public static IReadOnlyDictionary<GlueMetric, double> Compute(GlueTask task, IReadOnlyList<double> predictions, IReadOnlyList<double> scores)
+    public static IReadOnlyDictionary<TaskMetric, double> Compute(TextTask task, IReadOnlyList<double> predictions, IReadOnlyList<double> scores)
     {
-        if (!GlueTasks.IsRegression(task))
-            throw new ArgumentException($"{task} is a classification task; pass class indices as ints.", nameof(task));
+        ArgumentNullException.ThrowIfNull(task);
+        if (task.Kind != TaskKind.Regression)
+            throw new ArgumentException($"{task.Name} is {Describe(task.Kind)}; {Hint(task.Kind)}.", nameof(task));
         CheckScores(predictions, scores, nameof(scores));
         return Table(task, metric => metric switch
         {
-            GlueMetric.Pearson => Pearson(predictions, scores),
-            GlueMetric.Spearman => Spearman(predictions, scores),
+            TaskMetric.Pearson => Pearson(predictions, scores),
+            TaskMetric.Spearman => Spearman(predictions, scores),
             _ => throw new InvalidOperationException($"{metric} is not a regression metric."),
         });
     }
 
-    private static ReadOnlyDictionary<GlueMetric, double> Table(GlueTask task, Func<GlueMetric, double> compute) =>
-        new(GlueTasks.OfficialMetrics(task).ToDictionary(metric => metric, compute));
+    private static string Describe(TaskKind kind) => kind switch
+    {
+        TaskKind.Classification => "a classification task",
+        TaskKind.Regression => "scored by regression",
+        _ => "a language-modelling task",
+    };
+
+    private static string Hint(TaskKind kind) => kind switch
+    {
+        TaskKind.Classification => "pass class indices as ints",
+        TaskKind.Regression => "pass scores as doubles",
+        _ => "its metric is Perplexity",
+    };
+
+    private static ReadOnlyDictionary<TaskMetric, double> Table(TextTask task, Func<TaskMetric, double> compute) =>
+        new(task.Metrics.ToDictionary(metric => metric, compute));
 
     private static double Correlation(IReadOnlyList<double> x, IReadOnlyList<double> y)
     {
@@ -281,12 +319,12 @@ public static class GlueMetrics
         }
     }
 
-    private static void CheckRange(IReadOnlyList<int> values, int classes, GlueTask task, string name)
+    private static void CheckRange(IReadOnlyList<int> values, int classes, TextTask task, string name)
     {
         for (var i = 0; i < values.Count; i++)
         {
             if (values[i] < 0 || values[i] >= classes)
-                throw new ArgumentException($"{name}[{i}] is {values[i]}; {task} has classes 0 to {classes - 1}.", name);
+                throw new ArgumentException($"{name}[{i}] is {values[i]}; {task.Name} has classes 0 to {classes - 1}.", name);
         }
     }
 }
