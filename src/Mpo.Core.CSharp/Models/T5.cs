@@ -297,7 +297,7 @@ public abstract class T5PreTrainedModel : PretrainedModel
     /// (this is where 1/√d_kv went); k, v N(0, f²/d_model); o N(0, f²/(heads·d_kv)); relative_attention_bias
     /// N(0, f²/d_model); wi N(0, f²/d_model); wo N(0, f²/d_ff); layer norms f.
     /// </summary>
-    protected void InitializeWeights()
+    public void InitializeWeights()
     {
         using var _ = no_grad();
         var c = T5Config;

@@ -99,6 +99,19 @@ let tests =
                 let inputs, d = batch ()
                 expectRelative 1e-5 (model.forward inputs).Logits d.["f64.logits"] "logits") }
 
+        test "a checkpoint without the 'transformer.' prefix (as the hub's gpt2 stores it) loads into the LM head" {
+            inTemp (fun dir ->
+                editedCopy architecture (fun t ->
+                    for name in List.ofSeq t.Keys do
+                        let value = t.[name]
+                        t.Remove name |> ignore
+                        t.[name.Substring "transformer.".Length] <- value) dir
+                Expect.isTrue (savedNames dir |> Set.contains "h.0.attn.c_attn.weight") "prefix-less names"
+                let struct (model, _) = PretrainedModel.Load dir
+                model.eval()
+                let inputs, d = batch ()
+                expectRelative 1e-5 (model.forward inputs).Logits d.["f64.logits"] "logits") }
+
         test "strict load names every missing, unexpected and mis-shaped tensor at once" {
             inTemp (fun dir ->
                 editedCopy architecture (fun t ->
