@@ -11,6 +11,8 @@ namespace Mpo.Models;
 /// with -100 for ignored positions for LM heads.</param>
 /// <param name="Cache">Keys/values of earlier positions (incremental decoding); appended to by the forward pass.</param>
 /// <param name="EncoderHiddenState">A precomputed encoder output (T5 generation reuses it for every step).</param>
+/// <param name="PositionIds">Absolute positions [batch, seq] for models with a position table (GPT-2); default
+/// past..past+seq-1 where past is the cache length. Left-padded generation passes positions that skip the padding.</param>
 public sealed record ModelInputs(
     Tensor InputIds,
     Tensor? AttentionMask = null,
@@ -19,7 +21,8 @@ public sealed record ModelInputs(
     Tensor? DecoderInputIds = null,
     Tensor? DecoderAttentionMask = null,
     KeyValueCache? Cache = null,
-    Tensor? EncoderHiddenState = null);
+    Tensor? EncoderHiddenState = null,
+    Tensor? PositionIds = null);
 
 /// <summary>
 /// What a forward pass returns. <see cref="Logits"/>: [batch, seq, vocab] for LM heads, [batch, labels] for sequence

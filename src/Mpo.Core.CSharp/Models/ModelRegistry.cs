@@ -24,6 +24,8 @@ public static class ModelRegistry
     static readonly Dictionary<string, ModelFamily> families = new ModelFamily[]
     {
         // one line per family, e.g. BertFamily.Family,
+        Gpt2Family.Family,
+        T5Family.Family,
     }.ToDictionary(f => f.ModelType);
 
     public static IReadOnlyCollection<ModelFamily> Families => families.Values;
