@@ -23,7 +23,9 @@ public static class ModelRegistry
 {
     static readonly Dictionary<string, ModelFamily> families = new ModelFamily[]
     {
-        // one line per family, e.g. BertFamily.Family,
+        BertFamily.Family,
+        AlbertFamily.Family,
+        DistilBertFamily.Family,
     }.ToDictionary(f => f.ModelType);
 
     public static IReadOnlyCollection<ModelFamily> Families => families.Values;

@@ -124,6 +124,7 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         var model = ModelRegistry.Create(config, architecture);
         var report = model.LoadWeights(checkpoint);
         if (device is not null) model.to(device);
+        model.eval();   // as HF's from_pretrained: dropout stays off until the caller asks for train()
         return (model, report);
     }
 }
