@@ -129,6 +129,9 @@ public sealed class AlbertForMaskedLM : AlbertPreTrainedModel
     }
 
     public override IReadOnlyList<string> HeadPrefixes => new[] { "predictions." };
+    /// <summary>albert-base/large checkpoints name this class but carry the pooler (and, from pre-training, the
+    /// sentence-order head).</summary>
+    public override IReadOnlyList<string> IgnoredOnLoad => new[] { "albert.pooler.", "sop_classifier." };
 
     public override IReadOnlyDictionary<string, string> TiedParameters => new Dictionary<string, string>
     {

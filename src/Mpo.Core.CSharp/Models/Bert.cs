@@ -123,6 +123,8 @@ public sealed class BertForMaskedLM : BertPreTrainedModel
     }
 
     public override IReadOnlyList<string> HeadPrefixes => new[] { "cls." };
+    /// <summary>bert-base checkpoints name this class but carry BertForPreTraining's pooler and next-sentence head.</summary>
+    public override IReadOnlyList<string> IgnoredOnLoad => new[] { "bert.pooler.", "cls.seq_relationship." };
 
     /// <summary>HF's decoder is the word embedding (and its bias <c>cls.predictions.bias</c>); older checkpoints store
     /// both copies.</summary>

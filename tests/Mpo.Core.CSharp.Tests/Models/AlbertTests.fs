@@ -92,6 +92,13 @@ let tests =
             let d = io spec.MaskedLm
             Expect.isLessThan (relativeError (model.forward(inputsOf d false).LastHiddenState) d.["last_hidden_state_f64"]) 1e-10 "same encoder output" }
 
+        test "an albert-base style checkpoint (AlbertForMaskedLM saved with the pooler) loads, reporting it dropped" {
+            let extras = [ "albert.pooler.weight", [ 32L; 32L ]; "albert.pooler.bias", [ 32L ] ]
+            let report = loadWithExtras spec.MaskedLm extras
+            Expect.equal (Set.ofSeq report.Dropped) (extras |> List.map fst |> Set.ofList) "dropped"
+            Expect.throwsT<Mpo.Checkpoints.CheckpointMismatchException>
+                (fun () -> loadWithExtras spec.MaskedLm [ "albert.poolers.weight", [ 2L ] ] |> ignore) "other extras stay errors" }
+
         test "config.json keys left out take HF's AlbertConfig defaults" {
             let json = JsonObject()
             json.["model_type"] <- JsonValue.Create("albert")

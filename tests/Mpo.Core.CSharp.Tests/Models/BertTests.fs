@@ -75,6 +75,15 @@ let tests =
             Expect.isLessThan (relativeError out.LastHiddenState d.["last_hidden_state_f64"]) 1e-10 "same encoder output"
             Expect.isTrue (obj.ReferenceEquals(out.Logits, out.LastHiddenState)) "logits of the bare model = hidden state" }
 
+        test "a bert-base style checkpoint (BertForMaskedLM saved with BertForPreTraining's pooler and NSP head) loads, reporting them dropped" {
+            let extras = [ "bert.pooler.dense.weight", [ 32L; 32L ]; "bert.pooler.dense.bias", [ 32L ]
+                           "cls.seq_relationship.weight", [ 2L; 32L ]; "cls.seq_relationship.bias", [ 2L ] ]
+            let report = loadWithExtras spec.MaskedLm extras
+            Expect.equal (Set.ofSeq report.Dropped) (extras |> List.map fst |> Set.ofList) "dropped, as HF's unused-weights warning"
+            Expect.isEmpty report.NewlyInitialized "nothing new"
+            Expect.throwsT<Mpo.Checkpoints.CheckpointMismatchException>
+                (fun () -> loadWithExtras spec.MaskedLm [ "cls.seq_relationship_typo.weight", [ 2L ] ] |> ignore) "other extras stay errors" }
+
         test "config.json keys left out take HF's BertConfig defaults" {
             let json = JsonObject()
             json.["model_type"] <- JsonValue.Create("bert")

@@ -52,6 +52,20 @@ let writeFolder (dir: string) (configFrom: string) (tensors: KeyValuePair<string
     let config = JsonNode.Parse(File.ReadAllText(Path.Combine(folder configFrom, "config.json"))).AsObject()
     CheckpointFolder.Save(dir, tensors, config)
 
+/// Loads the masked-LM fixture plus `extras` (name, shape) saved under the same class name, as published checkpoints
+/// saved from a pre-training class are; returns the load report.
+let loadWithExtras (maskedLm: string) (extras: (string * int64 list) list) =
+    let mutable report = Unchecked.defaultof<LoadReport>
+    inTemp (fun dir ->
+        use scope = torch.NewDisposeScope()
+        let original = SafeTensors.LoadAll(Path.Combine(folder maskedLm, "model.safetensors"))
+        let added = [ for name, shape in extras -> KeyValuePair(name, torch.ones(List.toArray shape)) ]
+        writeFolder dir maskedLm (Seq.append [ for kv in original -> kv ] added)
+        let model, _ = load maskedLm torch.float32
+        use ckpt = CheckpointFolder.Open dir
+        report <- model.LoadWeights ckpt)
+    report
+
 /// The last hidden state row `row` of a padded batch, for its first `length` positions.
 let rows (t: Tensor) (row: int64) (length: int64) = t.select(0, row).narrow(0, 0L, length)
 
