@@ -89,7 +89,7 @@ type EncoderSpec =
       SomeLayerNorm: string
       /// Legacy buffer name older HF versions saved.
       PositionIdsBuffer: string
-      /// The config key holding the maximum sequence length, and the width / head keys Validate must name.
+      /// The width and head-count keys Validate must name when heads do not divide the width.
       WidthKey: string
       HeadsKey: string }
 
@@ -99,51 +99,51 @@ let private expectRelative (tolerance: float) (actual: Tensor) (expected: Tensor
 
 /// A fixture's outputs match the reference, and the checkpoint round-trips.
 let fixtureTests (name: string) =
-        testList name [
-            test "logits, last hidden state and loss match the float64 reference (float32 ≤ 1e-5, float64 ≤ 1e-10)" {
-                use scope = torch.NewDisposeScope()
-                let d = io name
-                for dtype, suffix, tolerance in [ torch.float32, "f32", 1e-5; torch.float64, "f64", 1e-10 ] do
-                    let model, _ = load name dtype
-                    let out = model.forward(inputsOf d true)
-                    Expect.equal out.Logits.dtype dtype $"{suffix}: logits dtype"
-                    expectRelative tolerance out.Logits d.["logits_f64"] $"{suffix} logits"
-                    expectRelative tolerance out.LastHiddenState d.["last_hidden_state_f64"] $"{suffix} last hidden state"
-                    expectRelative tolerance out.Loss d.["loss_f64"] $"{suffix} loss"
-                    // PyTorch's own float32 run is as far from the float64 reference as ours.
-                    expectRelative 1e-5 out.Logits d.["logits_f32"] $"{suffix} vs PyTorch float32" }
+    testList name [
+        test "logits, last hidden state and loss match the float64 reference (float32 ≤ 1e-5, float64 ≤ 1e-10)" {
+            use scope = torch.NewDisposeScope()
+            let d = io name
+            for dtype, suffix, tolerance in [ torch.float32, "f32", 1e-5; torch.float64, "f64", 1e-10 ] do
+                let model, _ = load name dtype
+                let out = model.forward(inputsOf d true)
+                Expect.equal out.Logits.dtype dtype $"{suffix}: logits dtype"
+                expectRelative tolerance out.Logits d.["logits_f64"] $"{suffix} logits"
+                expectRelative tolerance out.LastHiddenState d.["last_hidden_state_f64"] $"{suffix} last hidden state"
+                expectRelative tolerance out.Loss d.["loss_f64"] $"{suffix} loss"
+                // PyTorch's own float32 run is as far from the float64 reference as ours.
+                expectRelative 1e-5 out.Logits d.["logits_f32"] $"{suffix} vs PyTorch float32" }
 
-            test "load → save → load keeps every tensor bit for bit and writes the same config.json twice" {
-                inTemp (fun dir ->
-                    use scope = torch.NewDisposeScope()
-                    let first, second = Path.Combine(dir, "a"), Path.Combine(dir, "b")
-                    let model, _ = load name torch.float32
-                    model.Save(first)
-                    let reloaded, report = PretrainedModel.Load(first) |> fun struct (m, r) -> m, r
-                    Expect.isEmpty report.NewlyInitialized "nothing new"
-                    reloaded.Save(second)
-                    let original = SafeTensors.LoadAll(Path.Combine(folder name, "model.safetensors"))
-                    for dirName in [ first; second ] do
-                        let saved = SafeTensors.LoadAll(Path.Combine(dirName, "model.safetensors"))
-                        Expect.equal (names saved) (names original) "same tensor names (tied copies left out, as HF)"
-                        for KeyValue(k, v) in original do
-                            Expect.isTrue (bitwiseEqual saved.[k] v) $"{k} bit for bit"
-                    let text path = File.ReadAllText(Path.Combine(path, "config.json"))
-                    Expect.equal (text second) (text first) "config.json identical after a second round"
-                    let written = JsonNode.Parse(text first).AsObject()
-                    let reference = JsonNode.Parse(File.ReadAllText(Path.Combine(folder name, "config.json"))).AsObject()
-                    for KeyValue(key, value) in reference do
-                        let mine = written.[key]
-                        match value with
-                        | null -> Expect.isNull mine $"{key} stays null"
-                        | :? JsonValue as v when v.GetValueKind() = Text.Json.JsonValueKind.Number ->
-                            Expect.equal (mine.GetValue<double>()) (v.GetValue<double>()) $"{key}"
-                        | _ -> Expect.isTrue (JsonNode.DeepEquals(mine, value)) $"{key}: {mine} vs {value}"
-                    let d = io name
-                    let a = model.forward(inputsOf d false).Logits
-                    let b = reloaded.forward(inputsOf d false).Logits
-                    Expect.isTrue (bitwiseEqual a b) "same outputs") }
-        ]
+        test "load → save → load keeps every tensor bit for bit and writes the same config.json twice" {
+            inTemp (fun dir ->
+                use scope = torch.NewDisposeScope()
+                let first, second = Path.Combine(dir, "a"), Path.Combine(dir, "b")
+                let model, _ = load name torch.float32
+                model.Save(first)
+                let reloaded, report = PretrainedModel.Load(first) |> fun struct (m, r) -> m, r
+                Expect.isEmpty report.NewlyInitialized "nothing new"
+                reloaded.Save(second)
+                let original = SafeTensors.LoadAll(Path.Combine(folder name, "model.safetensors"))
+                for dirName in [ first; second ] do
+                    let saved = SafeTensors.LoadAll(Path.Combine(dirName, "model.safetensors"))
+                    Expect.equal (names saved) (names original) "same tensor names (tied copies left out, as HF)"
+                    for KeyValue(k, v) in original do
+                        Expect.isTrue (bitwiseEqual saved.[k] v) $"{k} bit for bit"
+                let text path = File.ReadAllText(Path.Combine(path, "config.json"))
+                Expect.equal (text second) (text first) "config.json identical after a second round"
+                let written = JsonNode.Parse(text first).AsObject()
+                let reference = JsonNode.Parse(File.ReadAllText(Path.Combine(folder name, "config.json"))).AsObject()
+                for KeyValue(key, value) in reference do
+                    let mine = written.[key]
+                    match value with
+                    | null -> Expect.isNull mine $"{key} stays null"
+                    | :? JsonValue as v when v.GetValueKind() = Text.Json.JsonValueKind.Number ->
+                        Expect.equal (mine.GetValue<double>()) (v.GetValue<double>()) $"{key}"
+                    | _ -> Expect.isTrue (JsonNode.DeepEquals(mine, value)) $"{key}: {mine} vs {value}"
+                let d = io name
+                let a = model.forward(inputsOf d false).Logits
+                let b = reloaded.forward(inputsOf d false).Logits
+                Expect.isTrue (bitwiseEqual a b) "same outputs") }
+    ]
 
 /// Every check that does not depend on the family's internals (run them sequenced: they load models and write folders).
 let encoderSuite (spec: EncoderSpec) =
