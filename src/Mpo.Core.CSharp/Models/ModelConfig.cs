@@ -57,7 +57,8 @@ public abstract record ModelConfig
     /// <summary>Throws naming the key when a structural value is impossible (e.g. heads not dividing the width).</summary>
     public abstract void Validate(string source);
 
-    /// <summary>The shared keys read from <paramref name="r"/>; families call this from their <c>FromJson</c>.</summary>
+    /// <summary>The shared keys read from <paramref name="r"/>; families call this from their <c>FromJson</c>. A key
+    /// that is absent keeps <paramref name="config"/>'s value (the family's HF default, e.g. BERT's pad_token_id 0).</summary>
     protected static T ReadShared<T>(T config, ConfigReader r) where T : ModelConfig
     {
         var labels = r.Labels();
@@ -65,11 +66,25 @@ public abstract record ModelConfig
         {
             VocabSize = r.Int("vocab_size"),
             Labels = labels ?? config.Labels,
-            ProblemType = r.OptionalString("problem_type"),
-            PadTokenId = r.OptionalInt("pad_token_id"),
-            BosTokenId = r.OptionalInt("bos_token_id"),
-            EosTokenId = r.OptionalInt("eos_token_id"),
+            ProblemType = r.OptionalString("problem_type") ?? config.ProblemType,
+            PadTokenId = r.OptionalInt("pad_token_id") ?? config.PadTokenId,
+            BosTokenId = r.OptionalInt("bos_token_id") ?? config.BosTokenId,
+            EosTokenId = r.OptionalInt("eos_token_id") ?? config.EosTokenId,
         };
+    }
+
+    /// <summary>HF's <c>problem_type</c> values (null: inferred from the labels).</summary>
+    public static readonly IReadOnlyList<string> ProblemTypes = new[] { "regression", "single_label_classification", "multi_label_classification" };
+
+    /// <summary>Checks the shared keys: vocab_size ≥ 1, special token ids inside the vocabulary, a known problem_type;
+    /// families call this from their <see cref="Validate"/>.</summary>
+    protected void ValidateShared(string source)
+    {
+        Require(VocabSize >= 1, source, "vocab_size", $"must be ≥ 1, got {VocabSize}");
+        foreach (var (key, id) in new[] { ("pad_token_id", PadTokenId), ("bos_token_id", BosTokenId), ("eos_token_id", EosTokenId) })
+            if (id is { } v) Require(v >= 0 && v < VocabSize, source, key, $"{v} is outside the vocabulary 0..{VocabSize - 1}");
+        if (ProblemType is { } p)
+            Require(ProblemTypes.Contains(p), source, "problem_type", $"'{p}' is not one of {string.Join(", ", ProblemTypes)}");
     }
 
     /// <summary>Fails with the config file and key when a value is out of range.</summary>
@@ -77,6 +92,10 @@ public abstract record ModelConfig
     {
         if (!ok) throw new InvalidModelConfigException(source, key, problem);
     }
+
+    /// <summary>Fails unless <paramref name="p"/> is a dropout probability in [0, 1).</summary>
+    protected static void RequireProbability(double p, string source, string key) =>
+        Require(p >= 0 && p < 1, source, key, $"a dropout probability must lie in [0, 1), got {p}");
 }
 
 /// <summary>A config.json that does not describe a buildable model; names the file and the key.</summary>

@@ -23,9 +23,11 @@ public static class ModelRegistry
 {
     static readonly Dictionary<string, ModelFamily> families = new ModelFamily[]
     {
-        // one line per family, e.g. BertFamily.Family,
         Gpt2Family.Family,
         T5Family.Family,
+        BertFamily.Family,
+        AlbertFamily.Family,
+        DistilBertFamily.Family,
     }.ToDictionary(f => f.ModelType);
 
     public static IReadOnlyCollection<ModelFamily> Families => families.Values;

@@ -32,6 +32,11 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
     public virtual bool IsBaseModel => false;
     /// <summary>Prefixes of this class's own head, initialized fresh when the checkpoint is another class's.</summary>
     public virtual IReadOnlyList<string> HeadPrefixes => Array.Empty<string>();
+    /// <summary>Prefixes (model names) of checkpoint entries this class drops even from a checkpoint of its own class,
+    /// reported as dropped (HF's <c>_keys_to_ignore_on_load_unexpected</c> and its "weights not used" warning):
+    /// bert-base checkpoints say BertForMaskedLM but were saved from BertForPreTraining with a pooler and a
+    /// next-sentence head; albert-base checkpoints carry the pooler.</summary>
+    public virtual IReadOnlyList<string> IgnoredOnLoad => Array.Empty<string>();
     /// <summary>State-dict names that are the same parameter as another (tied embeddings): not saved, tolerated when
     /// present in a checkpoint. Maps the copy to its source.</summary>
     public virtual IReadOnlyDictionary<string, string> TiedParameters => new Dictionary<string, string>();
@@ -81,14 +86,15 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
             .ToList();
         var present = mapped.Select(p => p.Model).ToHashSet();
         var missing = state.Keys.Where(k => !present.Contains(k)).ToList();
-        var unexpected = mapped.Where(p => !state.ContainsKey(p.Model)).Select(p => p.Stored).ToList();
+        bool Ignored(string model) => IgnoredOnLoad.Any(h => model.StartsWith(h, StringComparison.Ordinal));
+        var unexpected = mapped.Where(p => !state.ContainsKey(p.Model) && !Ignored(p.Model)).Select(p => p.Stored).ToList();
         var fresh = new List<string>();
-        var dropped = new List<string>();
+        var dropped = mapped.Where(p => !state.ContainsKey(p.Model) && Ignored(p.Model)).Select(p => p.Stored).ToList();
         if (!sameClass)
         {
             fresh = missing.Where(k => HeadPrefixes.Any(h => k.StartsWith(h, StringComparison.Ordinal))).ToList();
             missing = missing.Except(fresh).ToList();
-            dropped = unexpected;
+            dropped.AddRange(unexpected);
             unexpected = new List<string>();
         }
         var shapes = mapped.Where(p => state.ContainsKey(p.Model))
@@ -124,6 +130,7 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         var model = ModelRegistry.Create(config, architecture);
         var report = model.LoadWeights(checkpoint);
         if (device is not null) model.to(device);
+        model.eval();   // as HF's from_pretrained: dropout stays off until the caller asks for train()
         return (model, report);
     }
 }
