@@ -149,6 +149,21 @@ let tests =
                 Expect.equal (resumed.ResumedFromStep, resumed.Reason) (Nullable (lastCheckpointBy 9L), StopReason.Completed) "resumed from it")
         }
 
+        test "a finite loss with a NaN gradient stops training naming the gradient norm and the step" {
+            let data = regressionData.Force()
+            let model = regressionModel 1 0.0
+            let before = snapshot model
+            // √|u| at u = 0 has an infinite derivative, and |u|' = 0 there: the loss is finite, its gradient NaN.
+            let badGradient =
+                Func<Batch, LossOutput>(fun (x, y) ->
+                    let out = model.forward(x)
+                    LossOutput(torch.nn.functional.mse_loss(out, y) + (out - out.detach()).abs().sum().sqrt()))
+            use trainer = new Trainer<Batch>(model, TrainerOptions(Epochs = 1), batches data 4, badGradient)
+            let e = throwsWith<TrainingDivergedException> [ "gradient norm is NaN"; "step 1 (epoch 0)"; "No checkpoint" ] (fun () -> trainer.Run() |> ignore)
+            Expect.equal (e.Quantity, e.Batch) ("gradient norm", Nullable()) "the gradient norm, for the whole update"
+            Expect.isTrue (bitwiseEqual (snapshot model) before) "no update made"
+        }
+
         test "accumulating 2 batches of 4 gives the updates of batches of 8 (mean loss, dropout off, float64)" {
             let data32 = regressionData.Force()
             let data = { X = data32.X.``to``(torch.float64); Y = data32.Y.``to``(torch.float64); ValX = data32.ValX; ValY = data32.ValY }
