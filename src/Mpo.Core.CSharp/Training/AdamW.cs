@@ -213,9 +213,11 @@ public sealed class AdamW : IDisposable
             throw new CheckpointFormatException(file.Path, $"not an AdamW state file (metadata format '{format}', expected '{Format}')");
         if (!file.Metadata.TryGetValue("hyperparameters", out var stored))
             throw new CheckpointFormatException(file.Path, "metadata has no 'hyperparameters'");
-        var expected = Describe().ToJsonString();
-        if (!JsonNode.DeepEquals(JsonNode.Parse(stored), JsonNode.Parse(expected)))
-            throw new CheckpointFormatException(file.Path, $"optimizer groups or hyperparameters differ: file {stored}, optimizer {expected}");
+        JsonObject? saved;
+        try { saved = JsonNode.Parse(stored) as JsonObject; }
+        catch (JsonException e) { throw new CheckpointFormatException(file.Path, $"metadata 'hyperparameters' is not valid JSON: {e.Message}", inner: e); }
+        if (FirstDifference(saved, Describe()) is { } difference)
+            throw new CheckpointFormatException(file.Path, $"optimizer groups or hyperparameters differ: {difference}");
 
         var names = file.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         var loaded = new Dictionary<string, ParameterState>(StringComparer.Ordinal);
@@ -275,6 +277,34 @@ public sealed class AdamW : IDisposable
                 ["parameters"] = new JsonArray(g.Parameters.Select(p => (JsonNode)JsonValue.Create(p.Name)!).ToArray()),
             });
         return new JsonObject { ["beta1"] = Beta1, ["beta2"] = Beta2, ["eps"] = Epsilon, ["groups"] = array };
+    }
+
+    /// <summary>The first way the saved description differs from this optimizer's, in a few words; null when equal.</summary>
+    static string? FirstDifference(JsonObject? saved, JsonObject current)
+    {
+        if (saved is null) return "metadata 'hyperparameters' is not a JSON object";
+        foreach (var key in new[] { "beta1", "beta2", "eps" })
+            if (!JsonNode.DeepEquals(saved[key], current[key]))
+                return $"{key} is {saved[key]?.ToJsonString() ?? "absent"} in the file and {current[key]!.ToJsonString()} here";
+        static Dictionary<string, JsonObject> ByName(JsonNode? groups) =>
+            (groups as JsonArray ?? new JsonArray()).OfType<JsonObject>()
+                .ToDictionary(g => g["name"]?.GetValue<string>() ?? "", g => g, StringComparer.Ordinal);
+        var before = ByName(saved["groups"]);
+        var now = ByName(current["groups"]);
+        foreach (var name in now.Keys.Except(before.Keys)) return $"group '{name}' is not in the file";
+        foreach (var name in before.Keys.Except(now.Keys)) return $"the file's group '{name}' is not here";
+        foreach (var (name, group) in now)
+        {
+            foreach (var key in new[] { "lr", "weight_decay" })
+                if (!JsonNode.DeepEquals(before[name][key], group[key]))
+                    return $"group '{name}': {key} is {before[name][key]?.ToJsonString() ?? "absent"} in the file and {group[key]!.ToJsonString()} here";
+            var members = group["parameters"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+            var stored = (before[name]["parameters"] as JsonArray ?? new JsonArray()).Select(n => n?.GetValue<string>() ?? "").ToList();
+            if (members.Except(stored).FirstOrDefault() is { } extra) return $"group '{name}': parameter '{extra}' is not in the file's group";
+            if (stored.Except(members).FirstOrDefault() is { } missing) return $"group '{name}': the file's parameter '{missing}' is not in this group";
+            if (!members.SequenceEqual(stored)) return $"group '{name}': parameters are in another order";
+        }
+        return JsonNode.DeepEquals(saved, current) ? null : "the descriptions differ";
     }
 
     static (IReadOnlyList<ParameterGroup>, Dictionary<string, (ParameterGroup Group, Parameter Parameter)>) Index(IEnumerable<ParameterGroup> groups)

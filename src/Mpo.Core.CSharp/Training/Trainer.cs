@@ -364,12 +364,15 @@ public sealed class Trainer<TBatch> : IDisposable
             if (!names.Contains(name))
                 throw new CheckpointFormatException(stateFile, $"key 'callbacks' holds the state of callback '{name}', which this run does not have");
 
-        LoadModel(folder);
-        Optimizer.Load(Path.Combine(folder, OptimizerFile));
-        RandomState.Load(Path.Combine(folder, RandomFile));
+        // Callback state first: a callback that changed the model's structure (bonds truncated by squeezing) restores
+        // that structure here, so the parameters are re-read before the checkpoint's weights are loaded into them.
         foreach (var callback in callbacks)
             if (state.Callbacks[callback.Name] is { } saved)
                 callback.LoadState(saved.DeepClone());
+        RefreshParameters();
+        LoadModel(folder);
+        Optimizer.Load(Path.Combine(folder, OptimizerFile));
+        RandomState.Load(Path.Combine(folder, RandomFile));
         GlobalStep = state.GlobalStep;
         elapsedBefore = state.ElapsedSeconds;
         lastCheckpoint = folder;

@@ -31,7 +31,9 @@ public abstract class TrainerCallback
     /// <summary>State to store in a checkpoint; null when the callback has none.</summary>
     public virtual JsonNode? SaveState() => null;
 
-    /// <summary>Restores what <see cref="SaveState"/> returned, when resuming.</summary>
+    /// <summary>Restores what <see cref="SaveState"/> returned, when resuming. Runs before the checkpoint's weights
+    /// are loaded: a callback that changed the model's structure during the run (truncated bonds) re-applies that
+    /// change here, and the trainer then re-reads the parameters, so the checkpoint's shapes fit.</summary>
     public virtual void LoadState(JsonNode state) { }
 }
 

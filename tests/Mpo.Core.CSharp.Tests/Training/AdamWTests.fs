@@ -142,7 +142,10 @@ let tests =
                 Expect.equal other.State.Count 0 "nothing loaded"
                 // Another learning rate: the groups differ.
                 use otherLr = new AdamW([ group "default" 0.02 0.0 [ "w", new Modules.Parameter(gaussian 1 [ 3L; 4L ] torch.float32); "a", new Modules.Parameter(gaussian 3 [ 2L ] torch.float32) ] ])
-                throwsWith<CheckpointFormatException> [ file; "groups" ] (fun () -> otherLr.Load file) |> ignore
+                throwsWith<CheckpointFormatException> [ file; "group 'default': lr is 0.01 in the file and 0.02 here" ] (fun () -> otherLr.Load file) |> ignore
+                // A parameter frozen since: the groups' members differ.
+                use fewer = new AdamW([ group "default" 0.01 0.0 [ "w", new Modules.Parameter(gaussian 1 [ 3L; 4L ] torch.float32) ] ])
+                throwsWith<CheckpointFormatException> [ file; "the file's parameter 'a' is not in this group" ] (fun () -> fewer.Load file) |> ignore
                 // A state entry for a parameter this optimizer does not have (same groups otherwise): written by hand.
                 let tensors = SafeTensors.LoadAll file
                 tensors.Add("ghost.exp_avg", torch.zeros(2L))

@@ -8,6 +8,8 @@ open System.Threading
 open Expecto
 open TorchSharp
 open Mpo.Checkpoints
+open Mpo.Decomposition
+open Mpo.Layers
 open Mpo.Training
 open Mpo.Core.Tests.Support
 open Mpo.Core.Tests.TrainingProblems
@@ -19,6 +21,40 @@ type Probe(?afterBackward: TrainingStepContext -> unit, ?stepEnd: TrainingStepCo
     inherit TrainerCallback()
     override _.OnAfterBackward c = afterBackward |> Option.iter (fun f -> f c)
     override _.OnStepEnd c = stepEnd |> Option.iter (fun f -> f c)
+
+/// MPOP-style squeezing as a callback: at update 6 it truncates the MPO layer's bonds to 2 in place and tells the
+/// trainer; its state (whether it has truncated) goes into checkpoints, and restoring it re-truncates a fresh model.
+type Squeeze(layer: MpoLinear) =
+    inherit TrainerCallback()
+    member val Dropped: string list = [] with get, set
+    member val Done = false with get, set
+    override this.OnStepEnd c =
+        if c.Step = 6L then
+            layer.Truncate(TruncationSpec.MaxBond 2) |> ignore
+            this.Dropped <- List.ofSeq (c.RefreshParameters())
+            this.Done <- true
+    override this.SaveState() = JsonValue.Create(this.Done)
+    override this.LoadState state =
+        if state.GetValue<bool>() then
+            layer.Truncate(TruncationSpec.MaxBond 2) |> ignore
+            this.Done <- true
+
+/// MpoLinear(8→8, factors 2·2·2 × 2·2·2, central frozen: MPOP lightweight fine-tuning) → tanh → Linear(8→1).
+let squeezableModel (seed: int) =
+    torch.random.manual_seed(int64 seed) |> ignore
+    let mpo = MpoLinear.FromWeight(torch.randn(8L, 8L), torch.zeros(8L), MpoFactorization([| 2; 2; 2 |], [| 2; 2; 2 |]))
+    mpo.FreezeCentral()
+    let model =
+        torch.nn.Sequential(
+            struct ("mpo", mpo :> Layer), struct ("act", torch.nn.Tanh() :> Layer), struct ("out", torch.nn.Linear(8L, 1L) :> Layer))
+    model, mpo
+
+let squeezeData =
+    lazy (
+        use g = new torch.Generator(5UL)
+        let x = torch.randn([| 64L; 8L |], generator = g)
+        let y = torch.sin(x.matmul(torch.randn([| 8L; 1L |], generator = g)))
+        { X = x; Y = y; ValX = x; ValY = y })
 
 /// The regression run the resume tests replay: 16 batches of 4 per epoch, 2 accumulated per update (8 updates per
 /// epoch, 24 in all), dropout 0.2, warmup then linear decay, weight decay, clipping that bites, evaluation every 4
@@ -122,6 +158,36 @@ let tests =
                 let expected, _, _ = reference.Force()
                 Expect.equal (set (checkpointDirs folder)) (set [ "checkpoint-20"; "checkpoint-24"; $"checkpoint-{expected.BestStep.Value}" ])
                     "the last two checkpoints and the best")
+        }
+
+        test "squeezing seam: bonds truncated in place mid-run reset only those parameters' optimizer state, and resume re-applies it" {
+            let options folder = TrainerOptions(OutputFolder = folder, Epochs = 2, LearningRate = 1e-2, SaveSteps = 4L, Seed = Nullable 3L)
+            let train folder seed (cancelAt: int64 option) resume =
+                let model, mpo = squeezableModel seed
+                let squeeze = Squeeze(mpo)
+                use cancel = new CancellationTokenSource()
+                let progress = onProgress (fun p -> if Some p.Step = cancelAt && p.Event = TrainingEvent.Step then cancel.Cancel())
+                use trainer = new Trainer<Batch>(model, options folder, batches (squeezeData.Force()) 8, mseLoss model, callbacks = [ squeeze ], progress = progress)
+                let result = if resume then trainer.Resume(null, cancel.Token) else trainer.Run(cancel.Token)
+                let steps = dict [ for KeyValue(n, st) in trainer.Optimizer.State -> n, st.Step ]
+                result, snapshot model, mpo, squeeze, steps
+            inTemp (fun folder ->
+                let result, final, mpo, squeeze, steps = train folder 1 None false
+                Expect.equal result.GlobalStep 16L "16 updates"
+                Expect.sequenceEqual mpo.Bonds [ 1; 2; 2; 1 ] "bonds capped at 2"
+                let changed = [ for k in 0 .. 2 do if k <> mpo.CentralIndex then yield "mpo." + mpo.CoreName k ]
+                Expect.equal (set squeeze.Dropped) (set changed) "exactly the truncated auxiliary tensors lost their state"
+                Expect.isFalse (steps.ContainsKey "mpo.central") "the frozen central tensor never had state"
+                Expect.equal steps.["mpo.bias"] 16L "the bias kept its moments through the squeeze"
+                for name in changed do Expect.equal steps.[name] 10L $"{name} restarted at the squeeze"
+                inTemp (fun other ->
+                    let stopped, _, _, _, _ = train other 1 (Some 9L) false
+                    Expect.equal stopped.GlobalStep 9L "cancelled after the squeeze"
+                    // A fresh model has full bonds; the callback's restored state truncates it before the weights load.
+                    let resumed, resumedFinal, resumedMpo, _, _ = train other 2 None true
+                    Expect.equal resumed.ResumedFromStep (Nullable 9L) "resumed"
+                    Expect.sequenceEqual resumedMpo.Bonds [ 1; 2; 2; 1 ] "squeezed again on resume"
+                    Expect.isTrue (bitwiseEqual resumedFinal final) "final parameters bitwise equal to the uninterrupted run"))
         }
 
         test "a NaN loss stops training naming the step, leaves the parameters and the last checkpoint intact" {
