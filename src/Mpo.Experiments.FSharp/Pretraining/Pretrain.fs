@@ -127,7 +127,7 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
         LossOutput(out.Loss, predictedTokens m.Objective batch |> Seq.length |> int64)
     let evaluate () =
         let ce = crossEntropy m model dev
-        dict [ "loss", ce; "perplexity", exp ce ] :> IReadOnlyDictionary<_, _>
+        readOnlyDict [ "loss", ce; "perplexity", exp ce ]
     let clock = Diagnostics.Stopwatch.StartNew()
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
