@@ -114,13 +114,15 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
     let stream = BatchStream(corpus.Train, schedule, corpus.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
         stream.Collate(schedule.At(int64 epoch * int64 schedule.BatchesPerEpoch + int64 index)))
-    let dev = heldOutBatches m corpus.Collator corpus.Dev
+    // Evaluation during training on the first 16 dev batches (fixed): enough to draw the curve, cheap enough to
+    // repeat; the full test split is scored once at the end.
+    let dev = heldOutBatches m corpus.Collator corpus.Dev |> List.truncate 16
     let totalSteps = defaultArg steps (int64 m.Steps)
     let options =
         TrainerOptions(
             OutputFolder = paths.Run, MaxSteps = totalSteps, LearningRate = m.LearningRate, WeightDecay = m.WeightDecay,
             WarmupSteps = min (int64 m.WarmupSteps) (max 1L (totalSteps / 10L)), MaxGradNorm = 1.0,
-            LoggingSteps = min 25L totalSteps, EvalSteps = min 250L totalSteps, SaveSteps = min 250L totalSteps,
+            LoggingSteps = max 1L (min 10L (totalSteps / 20L)), EvalSteps = max 1L (totalSteps / 4L), SaveSteps = max 1L (totalSteps / 4L),
             BestMetric = "loss", Seed = Nullable 42L)
     let loss (batch: TokenBatch) =
         let out = model.forward (batch.ToModelInputs())

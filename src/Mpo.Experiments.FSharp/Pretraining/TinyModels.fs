@@ -53,9 +53,9 @@ let bert =
       Tokenizer = "bert-base-uncased"
       Objective = MaskedLm
       SequenceLength = 128
-      BatchSize = 32
-      Steps = 3000
-      WarmupSteps = 300
+      BatchSize = 16
+      Steps = 400
+      WarmupSteps = 40
       LearningRate = 1e-3
       WeightDecay = 0.01 }
 
@@ -72,8 +72,8 @@ let gpt2 =
       Objective = CausalLm
       SequenceLength = 128
       BatchSize = 16
-      Steps = 3000
-      WarmupSteps = 300
+      Steps = 400
+      WarmupSteps = 40
       LearningRate = 1e-3
       WeightDecay = 0.01 }
 
@@ -92,8 +92,8 @@ let t5 =
       Objective = SpanCorruption
       SequenceLength = 128
       BatchSize = 32
-      Steps = 3000
-      WarmupSteps = 300
+      Steps = 400
+      WarmupSteps = 40
       LearningRate = 1e-3
       WeightDecay = 0.01 }
 
