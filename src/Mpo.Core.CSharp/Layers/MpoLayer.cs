@@ -21,7 +21,10 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     /// <summary>Prefix of the auxiliary tensor parameters (<c>aux0</c>, <c>aux1</c>, …).</summary>
     public const string AuxiliaryPrefix = "aux";
 
-    readonly Parameter[] cores;
+    // Names, not Parameter objects: Module.to(dtype/device) replaces registered parameters with new ones, and only
+    // fields named like them are updated, so a cached array would go stale (empty handles after .to(float64)).
+    readonly string[] coreNames;
+    Parameter[] cores => coreNames.Select(n => get_parameter(n) ?? throw new InvalidOperationException($"MPO core '{n}' is not registered")).ToArray();
 
     public MpoFactorization Factorization { get; }
 
@@ -29,10 +32,10 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(mpo);
         Factorization = mpo.Factorization;
-        cores = mpo.Cores.Select(c => new Parameter(adoptCores ? c : c.detach().clone(), requires_grad: true)).ToArray();
-        int aux = 0;
-        for (int k = 0; k < cores.Length; k++)
-            register_parameter(k == CentralIndex ? CentralName : AuxiliaryPrefix + aux++, cores[k]);
+        var initial = mpo.Cores.Select(c => new Parameter(adoptCores ? c : c.detach().clone(), requires_grad: true)).ToArray();
+        coreNames = Enumerable.Range(0, initial.Length).Select(CoreName).ToArray();
+        for (int k = 0; k < initial.Length; k++)
+            register_parameter(coreNames[k], initial[k]);
     }
 
     /// <summary>Decomposes <paramref name="weight"/> (default factors: the chooser's) and truncates it if asked; the
@@ -93,11 +96,12 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using var truncated = gauged.Truncate(bonds);
         var before = gauged.Reconstruct();
         double error = (before - truncated.Reconstruct()).norm().item<double>();
-        for (int k = 0; k < cores.Length; k++)
+        var live = cores;
+        for (int k = 0; k < live.Length; k++)
         {
-            var replacement = truncated.Cores[k].to(dtype, cores[k].device).contiguous();
-            cores[k].set_(replacement);
-            cores[k].grad = null;
+            var replacement = truncated.Cores[k].to(dtype, live[k].device).contiguous();
+            live[k].set_(replacement);
+            live[k].grad = null;
         }
         return TruncationReport.Create(gauged, bonds, error);
     }

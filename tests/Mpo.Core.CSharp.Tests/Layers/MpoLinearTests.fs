@@ -36,6 +36,16 @@ let tests =
                 layer.Path <- path
                 Expect.isLessThan (relativeError (layer.forward x) expected) 1e-10 $"{path}" }
 
+        test "moving to another dtype converts the cores the layer computes with (no stale parameters)" {
+            use linear = denseLinear 5
+            use layer = MpoLinear.FromLinear(linear, factors)
+            layer.``to``(torch.float32) |> ignore
+            Expect.equal layer.Central.dtype torch.float32 "central converted"
+            Expect.allEqual (layer.Cores |> Seq.map (fun c -> c.dtype)) torch.float32 "every core converted"
+            use x = gaussian 6 [ 3L; 48L ] torch.float32
+            use expected = linear.forward(x.``to``(torch.float64))
+            Expect.isLessThan (relativeError (layer.forward x) expected) 1e-5 "float32 forward" }
+
         test "merge back to dense equals the reconstruction and the original layer" {
             use linear = denseLinear 4
             use layer = MpoLinear.FromLinear(linear, factors)
