@@ -183,28 +183,28 @@ public sealed class Gpt2Model : Gpt2PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var ids = inputs.InputIds;
-        InputChecks.TokenIds(ids, Gpt2Config.VocabSize, nameof(ModelInputs.InputIds));
+        InputChecks.TokenIds(ids, Gpt2Config.VocabSize, InputNames.InputIds);
         if (inputs.TokenTypeIds is not null)
-            throw new ArgumentException("GPT-2 has no token-type embedding", nameof(ModelInputs.TokenTypeIds));
+            throw new ArgumentException("GPT-2 has no token-type embedding", InputNames.TokenTypeIds);
         long batch = ids.shape[0], length = ids.shape[1];
         long past = inputs.Cache?.Length ?? 0;
         if (past + length > Gpt2Config.NPositions)
             throw new ArgumentException(
-                $"{past + length} positions ({past} cached + {length} new) exceed n_positions = {Gpt2Config.NPositions}", nameof(ModelInputs.InputIds));
+                $"{past + length} positions ({past} cached + {length} new) exceed n_positions = {Gpt2Config.NPositions}", InputNames.InputIds);
         var device = ids.device;
         var positions = inputs.PositionIds ?? arange(past, past + length, device: device).unsqueeze(0);
         if (inputs.PositionIds is { } given)
         {
             if (given.dim() != 2 || given.shape[1] != length || (given.shape[0] != batch && given.shape[0] != 1))
-                throw new ArgumentException($"position ids have shape [{string.Join(",", given.shape)}], expected [{batch},{length}]", nameof(ModelInputs.PositionIds));
-            InputChecks.TokenIds(given, Gpt2Config.NPositions, nameof(ModelInputs.PositionIds));
+                throw new ArgumentException($"position ids have shape [{string.Join(",", given.shape)}], expected [{batch},{length}]", InputNames.PositionIds);
+            InputChecks.TokenIds(given, Gpt2Config.NPositions, InputNames.PositionIds);
         }
         var x = drop.forward(wte.forward(ids).add(wpe.forward(positions)));
         var dtype = x.dtype;
         var bias = AttentionMath.CausalBias(length, past + length, past, dtype, device);
         if (inputs.AttentionMask is { } mask)
         {
-            InputChecks.Mask(mask, batch, past + length, nameof(ModelInputs.AttentionMask));
+            InputChecks.Mask(mask, batch, past + length, InputNames.AttentionMask);
             // one mask value per masked entry (causal or padding), never two summed to -inf
             bias = bias.add(AttentionMath.PaddingBias(mask, dtype)).clamp_min(AttentionMath.MaskValue(dtype));
         }
@@ -241,7 +241,7 @@ public sealed class Gpt2LMHeadModel : Gpt2PreTrainedModel, ICausalLanguageModel
         Tensor? loss = null;
         if (inputs.Labels is { } labels)
         {
-            InputChecks.TokenLabels(labels, Gpt2Config.VocabSize, inputs.InputIds, nameof(ModelInputs.Labels));
+            InputChecks.TokenLabels(labels, Gpt2Config.VocabSize, inputs.InputIds, InputNames.Labels);
             loss = LanguageModelLoss.NextToken(logits, labels).MoveToOuterDisposeScope();
         }
         return new ModelOutputs(logits.MoveToOuterDisposeScope(), body.LastHiddenState.MoveToOuterDisposeScope(), loss);

@@ -30,3 +30,17 @@ public sealed record ModelInputs(
 /// decoder's for T5). <see cref="Loss"/>: the head's loss when labels were given (HF's loss for that head).
 /// </summary>
 public sealed record ModelOutputs(Tensor Logits, Tensor LastHiddenState, Tensor? Loss = null, Tensor? EncoderLastHiddenState = null);
+
+/// <summary>Hugging Face's argument names for <see cref="ModelInputs"/>' fields: errors about inputs name these, so a
+/// message reads the same to a user of either framework.</summary>
+public static class InputNames
+{
+    public const string InputIds = "input_ids";
+    public const string AttentionMask = "attention_mask";
+    public const string TokenTypeIds = "token_type_ids";
+    public const string PositionIds = "position_ids";
+    public const string Labels = "labels";
+    public const string DecoderInputIds = "decoder_input_ids";
+    public const string DecoderAttentionMask = "decoder_attention_mask";
+    public const string EncoderHiddenState = "encoder_outputs";
+}

@@ -343,8 +343,8 @@ public abstract class T5PreTrainedModel : PretrainedModel
 
     protected Tensor RunEncoder(T5Stack encoder, Tensor inputIds, Tensor? attentionMask)
     {
-        InputChecks.TokenIds(inputIds, T5Config.VocabSize, nameof(ModelInputs.InputIds));
-        if (attentionMask is not null) InputChecks.Mask(attentionMask, inputIds.shape[0], inputIds.shape[1], nameof(ModelInputs.AttentionMask));
+        InputChecks.TokenIds(inputIds, T5Config.VocabSize, InputNames.InputIds);
+        if (attentionMask is not null) InputChecks.Mask(attentionMask, inputIds.shape[0], inputIds.shape[1], InputNames.AttentionMask);
         return encoder.forward(inputIds, attentionMask, null, null, null);
     }
 }
@@ -392,8 +392,8 @@ public class T5Model : T5PreTrainedModel
         if (inputs.EncoderHiddenState is { } given)
         {
             if (given.dim() != 3 || given.shape[2] != T5Config.DModel)
-                throw new ArgumentException($"encoder hidden state must be [batch, seq, {T5Config.DModel}], got [{string.Join(",", given.shape)}]", nameof(ModelInputs.EncoderHiddenState));
-            if (inputs.AttentionMask is { } m) InputChecks.Mask(m, given.shape[0], given.shape[1], nameof(ModelInputs.AttentionMask));
+                throw new ArgumentException($"encoder hidden state must be [batch, seq, {T5Config.DModel}], got [{string.Join(",", given.shape)}]", InputNames.EncoderHiddenState);
+            if (inputs.AttentionMask is { } m) InputChecks.Mask(m, given.shape[0], given.shape[1], InputNames.AttentionMask);
             encoderHidden = given.alias();
         }
         else encoderHidden = Encode(inputs.InputIds, inputs.AttentionMask);
@@ -402,16 +402,16 @@ public class T5Model : T5PreTrainedModel
         if (inputs.DecoderInputIds is { } ids) decoderIds = ids.alias();   // a handle of this scope, moved out below
         else if (inputs.Labels is { } labels)
         {
-            InputChecks.TokenLabels(labels, T5Config.VocabSize, labels, nameof(ModelInputs.Labels));
+            InputChecks.TokenLabels(labels, T5Config.VocabSize, labels, InputNames.Labels);
             decoderIds = ShiftRight(labels);
         }
-        else throw new ArgumentException("T5's decoder needs decoder input ids, or labels to shift right", nameof(ModelInputs.DecoderInputIds));
-        InputChecks.TokenIds(decoderIds, T5Config.VocabSize, nameof(ModelInputs.DecoderInputIds));
+        else throw new ArgumentException("T5's decoder needs decoder input ids, or labels to shift right", InputNames.DecoderInputIds);
+        InputChecks.TokenIds(decoderIds, T5Config.VocabSize, InputNames.DecoderInputIds);
         if (decoderIds.shape[0] != encoderHidden.shape[0])
-            throw new ArgumentException($"decoder batch {decoderIds.shape[0]} differs from the encoder's {encoderHidden.shape[0]}", nameof(ModelInputs.DecoderInputIds));
+            throw new ArgumentException($"decoder batch {decoderIds.shape[0]} differs from the encoder's {encoderHidden.shape[0]}", InputNames.DecoderInputIds);
         long past = inputs.Cache?.Length ?? 0;
         if (inputs.DecoderAttentionMask is { } dm)
-            InputChecks.Mask(dm, decoderIds.shape[0], past + decoderIds.shape[1], nameof(ModelInputs.DecoderAttentionMask));
+            InputChecks.Mask(dm, decoderIds.shape[0], past + decoderIds.shape[1], InputNames.DecoderAttentionMask);
         var decoderHidden = decoder.forward(decoderIds, inputs.DecoderAttentionMask, encoderHidden, inputs.AttentionMask, inputs.Cache);
         return (encoderHidden.MoveToOuterDisposeScope(), decoderHidden.MoveToOuterDisposeScope(), decoderIds.MoveToOuterDisposeScope());
     }
@@ -449,7 +449,7 @@ public sealed class T5ForConditionalGeneration : T5Model, ISeq2SeqLanguageModel
         Tensor? loss = null;
         if (inputs.Labels is { } labels)
         {
-            InputChecks.TokenLabels(labels, T5Config.VocabSize, decoderIds, nameof(ModelInputs.Labels));
+            InputChecks.TokenLabels(labels, T5Config.VocabSize, decoderIds, InputNames.Labels);
             loss = LanguageModelLoss.Aligned(logits, labels).MoveToOuterDisposeScope();
         }
         return new ModelOutputs(logits.MoveToOuterDisposeScope(), decoderHidden.MoveToOuterDisposeScope(), loss, encoderHidden.MoveToOuterDisposeScope());

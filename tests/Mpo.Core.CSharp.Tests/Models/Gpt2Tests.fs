@@ -163,15 +163,15 @@ let tests =
         test "token ids, sequence length, masks, labels and token types are checked with the argument's name" {
             let model, _ = load architecture null
             let ids = torch.tensor([| 1L; 96L |]).reshape(1L, 2L)
-            throwsWith<ArgumentException> [ "InputIds"; "0..95"; "96" ] (fun () -> model.forward(ModelInputs ids) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "input_ids"; "0..95"; "96" ] (fun () -> model.forward(ModelInputs ids) |> ignore) |> ignore
             let long = torch.zeros(1L, 25L, dtype = torch.int64)
-            throwsWith<ArgumentException> [ "InputIds"; "n_positions = 24"; "25" ] (fun () -> model.forward(ModelInputs long) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "input_ids"; "n_positions = 24"; "25" ] (fun () -> model.forward(ModelInputs long) |> ignore) |> ignore
             let ok = torch.zeros(2L, 4L, dtype = torch.int64)
-            throwsWith<ArgumentException> [ "AttentionMask"; "[2,4]" ] (fun () ->
+            throwsWith<ArgumentException> [ "attention_mask"; "[2,4]" ] (fun () ->
                 model.forward(ModelInputs(ok, AttentionMask = torch.ones(2L, 3L))) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "Labels"; "-100" ] (fun () ->
+            throwsWith<ArgumentException> [ "labels"; "-100" ] (fun () ->
                 model.forward(ModelInputs(ok, Labels = torch.ones(2L, 4L, dtype = torch.int64).mul(200L.ToScalar()))) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "TokenTypeIds" ] (fun () ->
+            throwsWith<ArgumentException> [ "token_type_ids" ] (fun () ->
                 model.forward(ModelInputs(ok, TokenTypeIds = ok)) |> ignore) |> ignore }
 
         test "config errors name the key: heads not dividing the width, unknown activation, cross-attention" {

@@ -153,11 +153,11 @@ let tests =
             let model, _ = load architecture null
             let ok = torch.ones(1L, 3L, dtype = torch.int64)
             let bad = torch.tensor([| 1L; 96L |]).reshape(1L, 2L)
-            throwsWith<ArgumentException> [ "InputIds"; "0..95" ] (fun () -> model.forward(ModelInputs(bad, DecoderInputIds = ok)) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "DecoderInputIds"; "0..95" ] (fun () -> model.forward(ModelInputs(ok, DecoderInputIds = bad)) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "DecoderInputIds"; "labels" ] (fun () -> model.forward(ModelInputs ok) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "Labels"; "-100" ] (fun () -> model.forward(ModelInputs(ok, Labels = torch.tensor([| 1L; -5L |]).reshape(1L, 2L))) |> ignore) |> ignore
-            throwsWith<ArgumentException> [ "AttentionMask" ] (fun () -> model.forward(ModelInputs(ok, AttentionMask = torch.ones(1L, 4L), DecoderInputIds = ok)) |> ignore) |> ignore }
+            throwsWith<ArgumentException> [ "input_ids"; "0..95" ] (fun () -> model.forward(ModelInputs(bad, DecoderInputIds = ok)) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "decoder_input_ids"; "0..95" ] (fun () -> model.forward(ModelInputs(ok, DecoderInputIds = bad)) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "decoder_input_ids"; "labels" ] (fun () -> model.forward(ModelInputs ok) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "labels"; "-100" ] (fun () -> model.forward(ModelInputs(ok, Labels = torch.tensor([| 1L; -5L |]).reshape(1L, 2L))) |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "attention_mask" ] (fun () -> model.forward(ModelInputs(ok, AttentionMask = torch.ones(1L, 4L), DecoderInputIds = ok)) |> ignore) |> ignore }
 
         test "config errors name the key; T5 v1.1 (gated FFN, untied head) is refused as such" {
             let read (json: JsonObject) = ModelRegistry.ReadConfig(json, "fixture/config.json") |> ignore

@@ -75,17 +75,17 @@ public sealed class EncoderEmbeddings : nn.Module
     void CheckIds(Tensor inputIds, Tensor? tokenTypeIds)
     {
         if (inputIds.dtype != ScalarType.Int64 || inputIds.dim() != 2)
-            throw new ArgumentException($"input_ids must be int64 [batch, seq], got {inputIds.dtype} [{string.Join(",", inputIds.shape)}]", "input_ids");
+            throw new ArgumentException($"input_ids must be int64 [batch, seq], got {inputIds.dtype} [{string.Join(",", inputIds.shape)}]", InputNames.InputIds);
         long seq = inputIds.shape[1];
         if (seq > maxPositions)
-            throw new ArgumentException($"input_ids has {seq} positions, more than max_position_embeddings = {maxPositions}", "input_ids");
-        CheckRange(inputIds, vocabSize, "input_ids", "vocab_size");
+            throw new ArgumentException($"input_ids has {seq} positions, more than max_position_embeddings = {maxPositions}", InputNames.InputIds);
+        CheckRange(inputIds, vocabSize, InputNames.InputIds, "vocab_size");
         if (tokenTypeIds is null) return;
         if (token_type_embeddings is null)
-            throw new ArgumentException("this model has no token type embeddings; pass token_type_ids = null", "token_type_ids");
+            throw new ArgumentException("this model has no token type embeddings; pass token_type_ids = null", InputNames.TokenTypeIds);
         if (tokenTypeIds.dtype != ScalarType.Int64 || !tokenTypeIds.shape.AsSpan().SequenceEqual(inputIds.shape))
-            throw new ArgumentException($"token_type_ids must be int64 shaped like input_ids [{string.Join(",", inputIds.shape)}], got {tokenTypeIds.dtype} [{string.Join(",", tokenTypeIds.shape)}]", "token_type_ids");
-        CheckRange(tokenTypeIds, typeVocabSize, "token_type_ids", "type_vocab_size");
+            throw new ArgumentException($"token_type_ids must be int64 shaped like input_ids [{string.Join(",", inputIds.shape)}], got {tokenTypeIds.dtype} [{string.Join(",", tokenTypeIds.shape)}]", InputNames.TokenTypeIds);
+        CheckRange(tokenTypeIds, typeVocabSize, InputNames.TokenTypeIds, "type_vocab_size");
     }
 
     static void CheckRange(Tensor ids, long size, string argument, string key)

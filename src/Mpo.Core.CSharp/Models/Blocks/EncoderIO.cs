@@ -30,7 +30,7 @@ public static class EncoderIO
     {
         if (inputs.AttentionMask is not { } mask) return null;
         if (!mask.shape.AsSpan().SequenceEqual(inputs.InputIds.shape))
-            throw new ArgumentException($"attention_mask must be shaped like input_ids [{string.Join(",", inputs.InputIds.shape)}], got [{string.Join(",", mask.shape)}]", "attention_mask");
+            throw new ArgumentException($"attention_mask must be shaped like input_ids [{string.Join(",", inputs.InputIds.shape)}], got [{string.Join(",", mask.shape)}]", InputNames.AttentionMask);
         return AttentionMath.PaddingBias(mask, dtype);
     }
 
