@@ -197,7 +197,7 @@ public sealed class Gpt2Model : Gpt2PreTrainedModel
         {
             if (given.dim() != 2 || given.shape[1] != length || (given.shape[0] != batch && given.shape[0] != 1))
                 throw new ArgumentException($"position ids have shape [{string.Join(",", given.shape)}], expected [{batch},{length}]", InputNames.PositionIds);
-            InputChecks.TokenIds(given, Gpt2Config.NPositions, InputNames.PositionIds);
+            InputChecks.TokenIds(given, Gpt2Config.NPositions, InputNames.PositionIds, "n_positions");
         }
         var x = drop.forward(wte.forward(ids).add(wpe.forward(positions)));
         var dtype = x.dtype;

@@ -74,26 +74,16 @@ public sealed class EncoderEmbeddings : nn.Module
 
     void CheckIds(Tensor inputIds, Tensor? tokenTypeIds)
     {
-        if (inputIds.dtype != ScalarType.Int64 || inputIds.dim() != 2)
-            throw new ArgumentException($"input_ids must be int64 [batch, seq], got {inputIds.dtype} [{string.Join(",", inputIds.shape)}]", InputNames.InputIds);
+        InputChecks.TokenIds(inputIds, vocabSize, InputNames.InputIds);
         long seq = inputIds.shape[1];
         if (seq > maxPositions)
             throw new ArgumentException($"input_ids has {seq} positions, more than max_position_embeddings = {maxPositions}", InputNames.InputIds);
-        CheckRange(inputIds, vocabSize, InputNames.InputIds, "vocab_size");
         if (tokenTypeIds is null) return;
         if (token_type_embeddings is null)
             throw new ArgumentException("this model has no token type embeddings; pass token_type_ids = null", InputNames.TokenTypeIds);
         if (tokenTypeIds.dtype != ScalarType.Int64 || !tokenTypeIds.shape.AsSpan().SequenceEqual(inputIds.shape))
             throw new ArgumentException($"token_type_ids must be int64 shaped like input_ids [{string.Join(",", inputIds.shape)}], got {tokenTypeIds.dtype} [{string.Join(",", tokenTypeIds.shape)}]", InputNames.TokenTypeIds);
-        CheckRange(tokenTypeIds, typeVocabSize, InputNames.TokenTypeIds, "type_vocab_size");
-    }
-
-    static void CheckRange(Tensor ids, long size, string argument, string key)
-    {
-        if (ids.numel() == 0) return;
-        long min = ids.min().item<long>(), max = ids.max().item<long>();
-        if (min < 0 || max >= size)
-            throw new ArgumentException($"{argument} must lie in 0..{size - 1} ({key} = {size}), got ids from {min} to {max}", argument);
+        InputChecks.Range(tokenTypeIds, typeVocabSize, InputNames.TokenTypeIds, "type_vocab_size");
     }
 
     /// <summary>Checkpoint entries older HF versions saved from the embeddings that hold no weights

@@ -9,22 +9,13 @@ namespace Mpo.Models.Blocks;
 /// </summary>
 public static class HeadLosses
 {
-    /// <summary>Label value of positions the MLM loss ignores (unmasked tokens, padding): PyTorch's ignore_index.</summary>
-    public const long IgnoreIndex = -100;
-
     /// <summary>Masked-LM cross-entropy: mean over positions whose label is not -100. logits [batch, seq, vocab],
     /// labels int64 [batch, seq].</summary>
     public static Tensor MaskedLanguageModel(Tensor logits, Tensor labels)
     {
-        long vocab = logits.shape[^1];
-        if (labels.dtype != ScalarType.Int64 || !labels.shape.AsSpan().SequenceEqual(logits.shape.AsSpan(0, (int)logits.dim() - 1)))
-            throw new ArgumentException($"labels must be int64 [{string.Join(",", logits.shape[..^1])}] (one token id per position, -100 to ignore), got {labels.dtype} [{string.Join(",", labels.shape)}]", "labels");
         using var scope = NewDisposeScope();
-        var bad = labels.ne(IgnoreIndex).logical_and(labels.lt(0).logical_or(labels.ge(vocab)));
-        if (bad.any().item<bool>())
-            throw new ArgumentException($"labels must be -100 (ignored) or lie in 0..{vocab - 1}, got {labels.masked_select(bad)[0].item<long>()}", "labels");
-        var flat = AtLeastFloat32(logits.reshape(-1, vocab));
-        return nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index: IgnoreIndex).MoveToOuterDisposeScope();
+        InputChecks.TokenLabels(labels, logits.shape[^1], logits.select(-1, 0), InputNames.Labels);
+        return LanguageModelLoss.Aligned(logits, labels).MoveToOuterDisposeScope();
     }
 
     /// <summary>

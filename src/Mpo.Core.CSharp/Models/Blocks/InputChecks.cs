@@ -9,17 +9,22 @@ namespace Mpo.Models.Blocks;
 /// </summary>
 public static class InputChecks
 {
-    /// <summary>Token ids: int64 [batch, seq] in 0..vocab-1.</summary>
-    public static void TokenIds(Tensor ids, long vocabSize, string argument)
+    /// <summary>Token ids: int64 [batch, seq] in 0..size-1, where <paramref name="key"/> is the config key that sets
+    /// the size (vocab_size, n_positions, type_vocab_size).</summary>
+    public static void TokenIds(Tensor ids, long size, string argument, string key = "vocab_size")
     {
-        if (ids.dtype != ScalarType.Int64)
-            throw new ArgumentException($"token ids must be int64, got {ids.dtype}", argument);
-        if (ids.dim() != 2)
-            throw new ArgumentException($"token ids must be [batch, seq], got [{string.Join(",", ids.shape)}]", argument);
+        if (ids.dtype != ScalarType.Int64 || ids.dim() != 2)
+            throw new ArgumentException($"{argument} must be int64 [batch, seq], got {ids.dtype} [{string.Join(",", ids.shape)}]", argument);
+        Range(ids, size, argument, key);
+    }
+
+    /// <summary>Every id in 0..size-1; the message names the argument and the config key that sets the size.</summary>
+    public static void Range(Tensor ids, long size, string argument, string key)
+    {
         if (ids.numel() == 0) return;
         long min = ids.min().item<long>(), max = ids.max().item<long>();
-        if (min < 0 || max >= vocabSize)
-            throw new ArgumentException($"token ids must lie in 0..{vocabSize - 1} (vocab_size {vocabSize}), got ids from {min} to {max}", argument);
+        if (min < 0 || max >= size)
+            throw new ArgumentException($"{argument} must lie in 0..{size - 1} ({key} = {size}), got ids from {min} to {max}", argument);
     }
 
     /// <summary>Token labels for LM heads: int64, ids in 0..vocab-1 or -100 (ignored), same shape as
