@@ -31,17 +31,11 @@ public abstract class AlbertPreTrainedModel : PretrainedModel
 {
     private protected readonly AlbertConfig config;
 
-    private protected AlbertPreTrainedModel(string architecture, AlbertConfig config) : base(architecture, Checked(config))
+    private protected AlbertPreTrainedModel(string architecture, AlbertConfig config) : base(architecture, config)
     {
         this.config = config;
     }
 
-    static AlbertConfig Checked(AlbertConfig config)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        config.Validate("config");
-        return config;
-    }
 
     public override string BasePrefix => "albert";
     public override bool IsLegacyBuffer(string checkpointName) => EncoderEmbeddings.IsLegacyBuffer(checkpointName);

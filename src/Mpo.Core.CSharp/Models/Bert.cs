@@ -31,17 +31,11 @@ public abstract class BertPreTrainedModel : PretrainedModel
 {
     private protected readonly BertConfig config;
 
-    private protected BertPreTrainedModel(string architecture, BertConfig config) : base(architecture, Checked(config))
+    private protected BertPreTrainedModel(string architecture, BertConfig config) : base(architecture, config)
     {
         this.config = config;
     }
 
-    static BertConfig Checked(BertConfig config)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        config.Validate("config");
-        return config;
-    }
 
     public override string BasePrefix => "bert";
     public override bool IsLegacyBuffer(string checkpointName) => EncoderEmbeddings.IsLegacyBuffer(checkpointName);

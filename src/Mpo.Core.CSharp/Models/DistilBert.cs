@@ -31,17 +31,11 @@ public abstract class DistilBertPreTrainedModel : PretrainedModel
 {
     private protected readonly DistilBertConfig config;
 
-    private protected DistilBertPreTrainedModel(string architecture, DistilBertConfig config) : base(architecture, Checked(config))
+    private protected DistilBertPreTrainedModel(string architecture, DistilBertConfig config) : base(architecture, config)
     {
         this.config = config;
     }
 
-    static DistilBertConfig Checked(DistilBertConfig config)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        config.Validate("config");
-        return config;
-    }
 
     public override string BasePrefix => "distilbert";
     public override bool IsLegacyBuffer(string checkpointName) => EncoderEmbeddings.IsLegacyBuffer(checkpointName);

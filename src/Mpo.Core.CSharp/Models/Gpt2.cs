@@ -110,7 +110,6 @@ public abstract class Gpt2PreTrainedModel : PretrainedModel
 
     protected Gpt2PreTrainedModel(string architecture, Gpt2Config config) : base(architecture, config)
     {
-        config.Validate("config");
         Gpt2Config = config;
     }
 

@@ -16,8 +16,11 @@ namespace Mpo.Models;
 /// </summary>
 public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
 {
+    /// <summary>Validates <paramref name="config"/> (a model is never built from an impossible one).</summary>
     protected PretrainedModel(string architecture, ModelConfig config) : base(architecture)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate("config");
         Architecture = architecture;
         Config = config;
     }

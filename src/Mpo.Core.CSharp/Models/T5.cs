@@ -280,7 +280,6 @@ public abstract class T5PreTrainedModel : PretrainedModel
 
     protected T5PreTrainedModel(string architecture, T5Config config) : base(architecture, config)
     {
-        config.Validate("config");
         T5Config = config;
         shared = nn.Embedding(config.VocabSize, config.DModel);
         register_module(nameof(shared), shared);   // first in the state dict, as in HF
