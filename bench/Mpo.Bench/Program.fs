@@ -24,6 +24,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Linear of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] All of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Crossover of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Train of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -31,6 +32,7 @@ type Args =
             | Decompose _ -> "decomposition of every BERT-base matrix against the floor of raw SVDs."
             | Linear _ -> "MpoLinear forward+backward against dense Linear, every path, with peak memory."
             | All _ -> "decompose, then linear."
+            | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
 
 let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
@@ -56,7 +58,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -70,6 +72,7 @@ let main argv =
         | Decompose _ -> section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
         | Linear _ -> section opts machine "linear" LinearBench.run LinearBench.markdown
         | Crossover _ -> section opts machine "crossover" CrossoverBench.run CrossoverBench.markdown
+        | Train _ -> section opts machine "train" TrainBench.run TrainBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown
