@@ -78,7 +78,7 @@ let private torchSide (configPath: string) (batch: int) (seq: int) (warmup: int)
         let err = p.StandardError.ReadToEnd()
         p.WaitForExit()
         if p.ExitCode <> 0 then
-            None, (if err.Contains "No module named 'torch'" then "Debian python3-torch not installed" else "PyTorch side failed: " + err.Trim().Split('\n') |> Array.last)
+            None, (if err.Contains "No module named 'torch'" then "Debian python3-torch not installed" else "PyTorch side failed: " + (err.Trim().Split('\n') |> Array.last))
         else
             use d = JsonDocument.Parse(out.Trim().Split('\n') |> Array.last)
             Some (d.RootElement.GetProperty("tokens_per_second").GetDouble(), d.RootElement.GetProperty("peak_rss_mib").GetDouble()),
