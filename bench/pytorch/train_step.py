@@ -56,7 +56,7 @@ class Bert(nn.Module):
         super().__init__()
         d, eps = c["hidden_size"], c["layer_norm_eps"]
         self.c, self.heads = c, c["num_attention_heads"]
-        self.word, self.pos, self.type = (nn.Embedding(c["vocab_size"], d), nn.Embedding(c["max_position_embeddings"], d),
+        self.word, self.pos, self.types = (nn.Embedding(c["vocab_size"], d), nn.Embedding(c["max_position_embeddings"], d),
                                           nn.Embedding(c["type_vocab_size"], d))
         self.emb_ln = nn.LayerNorm(d, eps=eps)
         self.layers = nn.ModuleList()
@@ -73,7 +73,7 @@ class Bert(nn.Module):
     def forward(self, ids, labels):
         b, s = ids.shape
         d, h = self.c["hidden_size"], self.heads
-        x = self.word(ids) + self.pos(torch.arange(s)) + self.type(torch.zeros_like(ids))
+        x = self.word(ids) + self.pos(torch.arange(s)) + self.types(torch.zeros_like(ids))
         x = F.dropout(self.emb_ln(x), self.drop, self.training)
         for l in self.layers:
             q, k, v = (t(x).view(b, s, h, d // h).transpose(1, 2) for t in (l.q, l.k, l.v))
@@ -81,6 +81,90 @@ class Bert(nn.Module):
             x = l.ln1(x + F.dropout(l.o((probs @ v).transpose(1, 2).reshape(b, s, d)), self.drop, self.training))
             x = l.ln2(x + F.dropout(l.out(F.gelu(l.inter(x))), self.drop, self.training))
         logits = self.transform_ln(F.gelu(self.transform(x))) @ self.word.weight.T + self.bias
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def rms(x, w, eps):
+    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def bucket(relative, bidirectional, buckets, max_distance):
+    """T5's relative position bucket (Raffel et al. 2020 §2.1; HF's _relative_position_bucket)."""
+    out = torch.zeros_like(relative)
+    if bidirectional:
+        buckets //= 2
+        out += (relative > 0).long() * buckets
+        relative = relative.abs()
+    else:
+        relative = -torch.clamp(relative, max=0)
+    exact = buckets // 2
+    large = exact + (torch.log(relative.float() / exact) / math.log(max_distance / exact) * (buckets - exact)).long()
+    large = torch.clamp(large, max=buckets - 1)
+    return out + torch.where(relative < exact, relative, large)
+
+
+class T5(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, inner, ff = c["d_model"], c["num_heads"] * c["d_kv"], c["d_ff"]
+        self.c = c
+        self.shared = nn.Embedding(c["vocab_size"], d)
+
+        def attention():
+            a = nn.Module()
+            a.q, a.k, a.v, a.o = nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False), nn.Linear(d, inner, bias=False), nn.Linear(inner, d, bias=False)
+            return a
+
+        def block(cross):
+            b = nn.Module()
+            b.self_attn, b.ln1 = attention(), nn.Parameter(torch.ones(d))
+            if cross:
+                b.cross, b.ln_cross = attention(), nn.Parameter(torch.ones(d))
+            b.wi, b.wo, b.ln2 = nn.Linear(d, ff, bias=False), nn.Linear(ff, d, bias=False), nn.Parameter(torch.ones(d))
+            return b
+
+        self.encoder = nn.ModuleList(block(False) for _ in range(c["num_layers"]))
+        self.decoder = nn.ModuleList(block(True) for _ in range(c.get("num_decoder_layers") or c["num_layers"]))
+        self.enc_bias = nn.Embedding(c["relative_attention_num_buckets"], c["num_heads"])
+        self.dec_bias = nn.Embedding(c["relative_attention_num_buckets"], c["num_heads"])
+        self.enc_ln, self.dec_ln = nn.Parameter(torch.ones(d)), nn.Parameter(torch.ones(d))
+
+    def attend(self, a, x, kv, bias):
+        b, s, h, dk = x.shape[0], x.shape[1], self.c["num_heads"], self.c["d_kv"]
+        q = a.q(x).view(b, s, h, dk).transpose(1, 2)
+        k, v = (t(kv).view(b, kv.shape[1], h, dk).transpose(1, 2) for t in (a.k, a.v))
+        scores = q @ k.transpose(-1, -2)   # T5: no 1/sqrt(d) (absorbed by its initialization)
+        if bias is not None:
+            scores = scores + bias
+        probs = F.dropout(scores.softmax(-1), self.c["dropout_rate"], self.training)
+        return a.o((probs @ v).transpose(1, 2).reshape(b, s, h * dk))
+
+    def position_bias(self, table, q, k, bidirectional):
+        rel = torch.arange(k)[None, :] - torch.arange(q)[:, None]
+        buckets = bucket(rel, bidirectional, self.c["relative_attention_num_buckets"], self.c["relative_attention_max_distance"])
+        return table(buckets).permute(2, 0, 1)[None]
+
+    def forward(self, ids, labels):
+        c, eps, p = self.c, self.c["layer_norm_epsilon"], self.c["dropout_rate"]
+        drop = lambda t: F.dropout(t, p, self.training)
+        x = drop(self.shared(ids))
+        bias = self.position_bias(self.enc_bias, ids.shape[1], ids.shape[1], True)
+        for blk in self.encoder:
+            x = x + drop(self.attend(blk.self_attn, rms(x, blk.ln1, eps), rms(x, blk.ln1, eps), bias))
+            x = x + drop(blk.wo(drop(F.relu(blk.wi(rms(x, blk.ln2, eps))))))
+        enc = drop(rms(x, self.enc_ln, eps))
+        start = torch.full_like(labels[:, :1], c["decoder_start_token_id"])
+        dec_ids = torch.cat([start, labels[:, :-1]], 1).masked_fill(torch.cat([start, labels[:, :-1]], 1) == -100, c["pad_token_id"])
+        y = drop(self.shared(dec_ids))
+        s = dec_ids.shape[1]
+        causal = torch.ones(s, s, dtype=torch.bool).tril()
+        dbias = self.position_bias(self.dec_bias, s, s, False).masked_fill(~causal, torch.finfo(y.dtype).min)
+        for blk in self.decoder:
+            y = y + drop(self.attend(blk.self_attn, rms(y, blk.ln1, eps), rms(y, blk.ln1, eps), dbias))
+            y = y + drop(self.attend(blk.cross, rms(y, blk.ln_cross, eps), enc, None))
+            y = y + drop(blk.wo(drop(F.relu(blk.wi(rms(y, blk.ln2, eps))))))
+        y = drop(rms(y, self.dec_ln, eps)) * c["d_model"] ** -0.5
+        logits = y @ self.shared.weight.T
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
@@ -96,19 +180,20 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
     c = json.load(open(args.config))
-    model = {"gpt2": Gpt2, "bert": Bert}[c["model_type"]](c)
+    model = {"gpt2": Gpt2, "bert": Bert, "t5": T5}[c["model_type"]](c)
     model.train()
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "ln" in n.split(".")[-2:][0]]
+    # HF's rule: no weight decay on biases and norm weights (here the names with "ln")
+    no_decay = [p for n, p in model.named_parameters() if n.split(".")[-1] == "bias" or any("ln" in part for part in n.split(".")[-2:])]
     decay = [p for p in model.parameters() if all(p is not q for q in no_decay)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, c["vocab_size"], (args.batch, args.seq), generator=g)
     labels = torch.where(torch.rand(args.batch, args.seq, generator=g) < 0.15, ids, torch.full_like(ids, -100))
-    predicted = args.batch * (args.seq - 1) if c["model_type"] == "gpt2" else int((labels != -100).sum())
+    predicted = {"gpt2": args.batch * (args.seq - 1), "bert": int((labels != -100).sum()), "t5": args.batch * args.seq}[c["model_type"]]
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = model(ids) if c["model_type"] == "gpt2" else model(ids, labels)
+        loss = model(ids) if c["model_type"] == "gpt2" else model(ids, labels if c["model_type"] == "bert" else ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
