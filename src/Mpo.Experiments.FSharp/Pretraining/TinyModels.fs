@@ -92,8 +92,8 @@ let t5 =
       Objective = SpanCorruption
       SequenceLength = 128
       BatchSize = 32
-      Steps = 400
-      WarmupSteps = 40
+      Steps = 1500
+      WarmupSteps = 150
       LearningRate = 1e-3
       WeightDecay = 0.01 }
 

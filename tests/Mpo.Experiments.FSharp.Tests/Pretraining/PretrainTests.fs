@@ -26,7 +26,9 @@ let private committed (m: TinyModels.TinyModel) =
         let spectra = SpectrumCheck.ofWeights [ for n in checkpoint.TensorNames -> n, checkpoint.Load(n, dtype = torch.float32) ]
         let trained = spectra |> List.averageBy (fun s -> s.TopEnergy)
         let random = spectra |> List.averageBy (fun s -> s.RandomTopEnergy)
-        Expect.isGreaterThan trained (1.2 * random) "top-10% energy at least 1.2x a Gaussian matrix's"
+        // A Gaussian matrix's top-10% energy varies by ~0.3 points between seeds at these shapes (less for the mean over
+        // a model's matrices): 5 points above it is far outside chance.
+        Expect.isGreaterThan trained (random + 0.05) "top-10% energy at least 5 points above a Gaussian matrix's"
         // The card's numbers: held-out cross-entropy below the unigram baseline's.
         use summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "pretraining.json")))
         let value (key: string) = summary.RootElement.GetProperty(key).GetDouble()
