@@ -11,7 +11,6 @@ Debian's python3-torch 1.13 with OpenBLAS (libopenblas0-pthread); never a depend
 import argparse
 import json
 import math
-import resource
 import time
 
 import torch
@@ -208,7 +207,17 @@ def main():
                       "step_ms": 1000 * seconds / args.steps,
                       "tokens_per_second": args.batch * args.seq * args.steps / seconds,
                       "predicted_tokens_per_second": predicted * args.steps / seconds,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+                      "peak_rss_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib():
+    """VmHWM of this process. (ru_maxrss would not do: Linux carries it over from the parent across fork+exec, so a
+    child started by a bigger process reports the parent's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 if __name__ == "__main__":
