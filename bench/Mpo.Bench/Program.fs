@@ -25,6 +25,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] All of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Crossover of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Train of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Memory of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -32,6 +33,7 @@ type Args =
             | Decompose _ -> "decomposition of every BERT-base matrix against the floor of raw SVDs."
             | Linear _ -> "MpoLinear forward+backward against dense Linear, every path, with peak memory."
             | All _ -> "decompose, then linear."
+            | Memory _ -> "resident memory and live tensors over 1,000 training updates of tiny-t5."
             | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
 
@@ -58,7 +60,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -73,6 +75,7 @@ let main argv =
         | Linear _ -> section opts machine "linear" LinearBench.run LinearBench.markdown
         | Crossover _ -> section opts machine "crossover" CrossoverBench.run CrossoverBench.markdown
         | Train _ -> section opts machine "train" TrainBench.run TrainBench.markdown
+        | Memory _ -> section opts machine "memory" TrainBench.memoryTrace TrainBench.memoryMarkdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown

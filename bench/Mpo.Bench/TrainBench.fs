@@ -108,3 +108,38 @@ let markdown (quick: bool) (results: Result list) =
     + table [ "model", Left; "batch", Left; "Mpo tok/s", Right; "PyTorch tok/s", Right; "Mpo / PyTorch", Right
               "Mpo peak MiB", Right; "PyTorch peak MiB", Right; "Mpo RSS warm → end", Right ] rows
     + (if quick then "\n\n_Quick mode: 3 steps of batch 2; not a measurement._" else "")
+
+/// One sample of a long run: resident set and live tensors after an update.
+type MemorySample = { Step: int64; RssMiB: float; LiveTensors: int64 }
+
+/// Issue 3 §8 "memory stays flat over 1,000 steps": tiny-t5 (the fastest to train) for 1,000 updates, sampled every
+/// 50. Flat = the live-tensor count does not grow and the RSS settles instead of climbing with the step count.
+let memoryTrace (opts: Options) =
+    let root = repoRoot ()
+    let configPath = Path.Combine(root, "models", "tiny-t5", "config.json")
+    let json = JsonNode.Parse(File.ReadAllText configPath).AsObject()
+    let config = ModelRegistry.ReadConfig(json, configPath)
+    torch.manual_seed 42L |> ignore
+    use model = ModelRegistry.Create(config, json["architectures"].[0].GetValue<string>())
+    let batch, steps, every = (if opts.Quick then 2, 20, 5 else 32, 1000, 50)
+    use g = new torch.Generator(7UL)
+    use ids = torch.randint(0L, int64 config.VocabSize, [| int64 batch; 128L |], generator = g)
+    let options = TrainerOptions(MaxSteps = int64 steps, LearningRate = 1e-3, WeightDecay = 0.01, WarmupSteps = 10L,
+                                 LoggingSteps = int64 steps, Seed = Nullable 42L)
+    let samples = ResizeArray<MemorySample>()
+    let progress =
+        { new IProgress<TrainingProgress> with
+            member _.Report p =
+                if p.Event = TrainingEvent.Step && p.Step % int64 every = 0L then
+                    samples.Add { Step = p.Step; RssMiB = defaultArg (Memory.rssMiB ()) nan
+                                  LiveTensors = DisposeScopeManager.Statistics.ThreadTotalLiveCount } }
+    use trainer = new Trainer<unit>(model, options, BatchSource.Create(1, fun _ _ -> ()),
+                                    (fun () -> LossOutput((model.forward (ModelInputs(ids, Labels = ids))).Loss)), progress = progress)
+    trainer.Run() |> ignore
+    List.ofSeq samples
+
+let memoryMarkdown (quick: bool) (samples: MemorySample list) =
+    let rows = [ for s in samples -> [ string s.Step; sprintf "%.0f" s.RssMiB; string s.LiveTensors ] ]
+    "### Memory over a long run (tiny-t5, batch 32×128)\n\n"
+    + table [ "update", Right; "RSS MiB", Right; "live tensors", Right ] rows
+    + (if quick then "\n\n_Quick mode: 20 updates of batch 2; not a measurement._" else "")
