@@ -121,7 +121,7 @@ let memoryTrace (opts: Options) =
     let config = ModelRegistry.ReadConfig(json, configPath)
     torch.manual_seed 42L |> ignore
     use model = ModelRegistry.Create(config, json["architectures"].[0].GetValue<string>())
-    let batch, steps, every = (if opts.Quick then 2, 20, 5 else 32, 1000, 50)
+    let batch, steps, every = (if opts.Quick then 2, 20, 5 else 8, 1000, 50)
     use g = new torch.Generator(7UL)
     use ids = torch.randint(0L, int64 config.VocabSize, [| int64 batch; 128L |], generator = g)
     let options = TrainerOptions(MaxSteps = int64 steps, LearningRate = 1e-3, WeightDecay = 0.01, WarmupSteps = 10L,
@@ -140,6 +140,6 @@ let memoryTrace (opts: Options) =
 
 let memoryMarkdown (quick: bool) (samples: MemorySample list) =
     let rows = [ for s in samples -> [ string s.Step; sprintf "%.0f" s.RssMiB; string s.LiveTensors ] ]
-    "### Memory over a long run (tiny-t5, batch 32×128)\n\n"
+    "### Memory over a long run (tiny-t5, batch 8×128)\n\n"
     + table [ "update", Right; "RSS MiB", Right; "live tensors", Right ] rows
     + (if quick then "\n\n_Quick mode: 20 updates of batch 2; not a measurement._" else "")
