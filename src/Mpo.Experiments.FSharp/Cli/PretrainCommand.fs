@@ -45,7 +45,6 @@ let pretrainOne (m: TinyModel) (modelsDir: string) (runsDir: string) (steps: int
                                 printfn "  step %d/%d: dev loss %.4f (perplexity %.1f), %.0f s" p.Step p.TotalSteps loss (exp loss) p.Elapsed.TotalSeconds
                         | _ -> () }
             Pretrain.run root m paths steps progress)
-    let corpus = Pretrain.corpus root m
     copyTokenizer (Path.Combine(root, "data", "tokenizers", m.Tokenizer)) paths.Model
     let spectra =
         use checkpoint = Mpo.Checkpoints.CheckpointFolder.Open paths.Model
@@ -55,7 +54,7 @@ let pretrainOne (m: TinyModel) (modelsDir: string) (runsDir: string) (steps: int
     let figure =
         figures |> List.tryFind (fun f -> f.EndsWith ".png")
         |> Option.map (fun png -> File.Copy(png, Path.Combine(paths.Model, "loss.png"), true); "loss.png")
-    let card = ModelCard.markdown m corpus outcome spectra figure (machine ())
+    let card = ModelCard.markdown m outcome.Corpus outcome spectra figure (machine ())
     Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(paths.Model, "README.md"), card)
     Reports.Json.write (Path.Combine(paths.Model, "pretraining.json"))
         {| model = m.Name; architecture = m.Architecture; steps = outcome.Steps; train_seconds = outcome.TrainSeconds

@@ -96,6 +96,8 @@ type Paths = { Run: string; Model: string }
 
 type Outcome =
     { Result: TrainingResult
+      /// The corpus the run trained on (the model card describes it).
+      Corpus: Corpus
       Steps: int64
       TrainSeconds: float
       TestCrossEntropy: float
@@ -144,6 +146,7 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
     let unigram = UnigramBaseline.fit config.VocabSize trainTargets
     let testTargets = test |> List.collect (predictedTokens m.Objective >> List.ofSeq)
     { Result = result
+      Corpus = corpus
       Steps = result.GlobalStep
       TrainSeconds = seconds
       TestCrossEntropy = testCe
