@@ -54,8 +54,8 @@ let bert =
       Objective = MaskedLm
       SequenceLength = 128
       BatchSize = 16
-      Steps = 400
-      WarmupSteps = 40
+      Steps = 1200
+      WarmupSteps = 120
       LearningRate = 1e-3
       WeightDecay = 0.01 }
 
