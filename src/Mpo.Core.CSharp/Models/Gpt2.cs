@@ -247,6 +247,55 @@ public sealed class Gpt2LMHeadModel : Gpt2PreTrainedModel, ICausalLanguageModel
     }
 }
 
+/// <summary>
+/// HF <c>GPT2ForSequenceClassification</c>: <see cref="Gpt2Model"/> under <c>transformer</c> and a bias-free
+/// <c>score</c> projection read at each row's last token that is not <c>pad_token_id</c> (GPT-2 has no [CLS]; the last
+/// token is the only one that has seen the whole text under the causal mask). As in HF, a config without
+/// <c>pad_token_id</c> handles one row at a time only; fine-tuning sets it to the end-of-text id, the padding
+/// <see cref="Data.Batching.SequenceFraming.Gpt2"/> uses.
+/// </summary>
+public sealed class Gpt2ForSequenceClassification : Gpt2PreTrainedModel
+{
+    public Gpt2Model transformer;
+    public nn.Module<Tensor, Tensor> score;
+
+    public Gpt2ForSequenceClassification(Gpt2Config config) : base("GPT2ForSequenceClassification", config)
+    {
+        transformer = new Gpt2Model(config);
+        score = nn.Linear(config.NEmbd, config.NumLabels, hasBias: false);
+        RegisterComponents();
+        using var _ = no_grad();
+        ((Linear)score).weight.normal_(0.0, config.InitializerRange);
+    }
+
+    public override IReadOnlyList<string> HeadPrefixes => new[] { "score." };
+
+    public override ModelOutputs forward(ModelInputs inputs)
+    {
+        using var scope = NewDisposeScope();
+        var ids = inputs.InputIds;
+        var body = transformer.forward(inputs);
+        long batch = ids.shape[0], length = ids.shape[1];
+        Tensor last;
+        if (Config.PadTokenId is { } pad)
+        {
+            // HF's rule: the rightmost position holding a non-pad id (0 when a row is all padding)
+            var positions = arange(length, dtype: ScalarType.Int64, device: ids.device);
+            last = positions.mul(ids.ne(pad).to(ScalarType.Int64)).argmax(-1);
+        }
+        else if (batch == 1)
+            last = tensor(new[] { length - 1 }, device: ids.device);
+        else
+            throw new ArgumentException(
+                $"GPT-2 classification of {batch} rows needs pad_token_id in the config to find each row's last token " +
+                "(set it to the end-of-text id the batches are padded with)", InputNames.InputIds);
+        var pooled = body.LastHiddenState[arange(batch, device: ids.device), last];
+        var logits = score.forward(pooled);
+        var loss = inputs.Labels is { } labels ? HeadLosses.SequenceClassification(logits, labels, Config) : null;
+        return new ModelOutputs(logits.MoveToOuterDisposeScope(), body.LastHiddenState.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
+    }
+}
+
 /// <summary>GPT-2's registration: <c>model_type</c> "gpt2", the classes Mpo builds.</summary>
 public static class Gpt2Family
 {
@@ -257,6 +306,7 @@ public static class Gpt2Family
         {
             ["GPT2Model"] = c => new Gpt2Model((Gpt2Config)c),
             ["GPT2LMHeadModel"] = c => new Gpt2LMHeadModel((Gpt2Config)c),
+            ["GPT2ForSequenceClassification"] = c => new Gpt2ForSequenceClassification((Gpt2Config)c),
         },
         "GPT2LMHeadModel");
 }

@@ -121,14 +121,17 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
     /// <summary>
     /// Opens a HF checkpoint folder and builds the model it describes (or <paramref name="architecture"/>, another
     /// head of the same family, e.g. sequence classification on top of a masked-LM checkpoint).
-    /// <paramref name="labels"/> replaces the config's labels (a fresh classification head).
+    /// <paramref name="labels"/> replaces the config's labels (a fresh classification head); <paramref name="padTokenId"/>
+    /// its <c>pad_token_id</c> (GPT-2 checkpoints have none, and its classifier needs one to find each row's end).
     /// </summary>
     public static (PretrainedModel Model, LoadReport Report) Load(string folder, string? architecture = null,
-                                                                  IReadOnlyList<string>? labels = null, Device? device = null)
+                                                                  IReadOnlyList<string>? labels = null, Device? device = null,
+                                                                  int? padTokenId = null)
     {
         using var checkpoint = CheckpointFolder.Open(folder);
         var config = ModelRegistry.ReadConfig(checkpoint);
         if (labels is not null) config = config with { Labels = labels };
+        if (padTokenId is not null) config = config with { PadTokenId = padTokenId };
         architecture ??= ModelRegistry.StoredArchitecture(checkpoint) ?? ModelRegistry.Family(config.ModelType, checkpoint.Path).DefaultArchitecture;
         var model = ModelRegistry.Create(config, architecture);
         var report = model.LoadWeights(checkpoint);

@@ -218,6 +218,44 @@ def gpt2_fixture():
     return folder
 
 
+def gpt2_classification_fixture():
+    """HF GPT2ForSequenceClassification: a bias-free `score` on the hidden state of each row's rightmost token that
+    is not pad_token_id. Rows: right-padded with the pad id, one with the pad id also mid-row (must not end it there),
+    one without padding; three classes."""
+    cfg = {
+        "activation_function": "gelu_new", "architectures": ["GPT2ForSequenceClassification"], "attn_pdrop": 0.1,
+        "bos_token_id": 95, "embd_pdrop": 0.1, "eos_token_id": 95, "pad_token_id": 95, "initializer_range": 0.2,
+        "layer_norm_epsilon": 1e-5, "model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_inner": 64, "n_layer": 2,
+        "n_positions": 24, "resid_pdrop": 0.1, "scale_attn_weights": True, "vocab_size": 96,
+        "id2label": {"0": "negative", "1": "neutral", "2": "positive"},
+        "label2id": {"negative": 0, "neutral": 1, "positive": 2},
+    }
+    p32 = gpt2_init(cfg, seed=20220617)
+    g = torch.Generator().manual_seed(11)
+    p32["score.weight"] = (torch.randn(3, cfg["n_embd"], generator=g) * cfg["initializer_range"]).float()
+    pad = cfg["pad_token_id"]
+    ids = torch.randint(0, pad, (3, 9), generator=g)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    ids[0, 6:], mask[0, 6:] = pad, 0          # right padding
+    ids[1, 2] = pad                           # a pad id inside the text (GPT-2's pad is its end-of-text token)
+    ids[1, 7:], mask[1, 7:] = pad, 0
+    labels = torch.tensor([2, 0, 1])
+    last = (torch.arange(9) * (ids != pad).long()).argmax(-1)
+    assert last.tolist() == [5, 6, 8], last.tolist()
+    io = {"input_ids": ids, "attention_mask": mask, "labels": labels, "last_token": last}
+    for tag, p in (("f32", p32), ("f64", cast(p32, torch.float64))):
+        hidden, _ = gpt2_forward(p, cfg, ids, mask)
+        logits = hidden[torch.arange(3), last] @ p["score.weight"].T
+        io[f"{tag}.hidden"], io[f"{tag}.logits"] = hidden, logits
+        io[f"{tag}.loss"] = cross_entropy(logits, labels)
+    folder = os.path.join(OUT, "GPT2ForSequenceClassification")
+    write_hf_folder(folder, cfg, p32)
+    write_io(os.path.join(folder, "io.safetensors"), io, {"generator": "tools/reference/models/decoders_reference.py"})
+    if REPORT:
+        print(f"GPT2ForSequenceClassification: loss f64 {io['f64.loss']:.10f}; logits {io['f64.logits'].tolist()}")
+    return folder
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # T5 v1.0 (Raffel et al. 2020; HF modeling_t5): RMS norms without bias, bias-free linears, unscaled attention,
 # relative position buckets shared by all layers of a stack, ReLU FFN, tied embeddings rescaled by d_model^-0.5
@@ -405,7 +443,7 @@ def check_buckets():
 def main():
     torch.set_num_threads(1)
     check_buckets()
-    folders = [gpt2_fixture(), t5_fixture()]
+    folders = [gpt2_fixture(), gpt2_classification_fixture(), t5_fixture()]
     for folder in folders:
         size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
         assert size < 150_000, f"{folder}: {size} bytes"
