@@ -57,6 +57,13 @@ public static class ModelRegistry
     public static string? StoredArchitecture(CheckpointFolder checkpoint) =>
         (checkpoint.Config?["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>();
 
+    /// <summary>
+    /// The family's sequence-classification head (HF's <c>AutoModelForSequenceClassification</c> mapping):
+    /// <c>BertForSequenceClassification</c> for "bert", …; null where the family has none (T5 classifies text to text).
+    /// </summary>
+    public static string? SequenceClassificationArchitecture(string modelType) =>
+        Family(modelType, "model_type").Classes.Keys.SingleOrDefault(k => k.EndsWith("ForSequenceClassification", StringComparison.Ordinal));
+
     /// <summary>Builds (randomly initialized) the HF class <paramref name="architecture"/> for <paramref name="config"/>.</summary>
     public static PretrainedModel Create(ModelConfig config, string architecture)
     {
