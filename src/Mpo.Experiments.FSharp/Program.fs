@@ -19,6 +19,8 @@ Examples:
   mpo decompose -i W.safetensors -t encoder.layer.0.output.dense.weight --tolerance 0.05 -o cores.safetensors
   mpo decompose -i W.safetensors -t embeddings.word_embeddings.weight --budget 2000000 -o emb.safetensors
   mpo pretrain tiny-gpt2
+  mpo finetune tiny-bert --task spam
+  mpo finetune models/tiny-t5 --task RTE --data glue/RTE --epochs 10
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
@@ -48,6 +50,7 @@ let main argv =
         | Demo args -> DemoCommand.run args
         | Forward args -> ForwardCommand.run args
         | Pretrain args -> PretrainCommand.run args
+        | Finetune args -> FinetuneCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

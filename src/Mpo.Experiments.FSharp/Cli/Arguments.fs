@@ -76,17 +76,49 @@ type PretrainArgs =
             | Out _ -> "folder that receives models/<name> (default: the repository's models/)."
             | Runs _ -> "folder for checkpoints and metrics.jsonl (default out/pretrain); a run found there resumes."
 
+[<RequireQualifiedAccess>]
+type FinetuneArgs =
+    | [<MainCommand>] Models of model: string list
+    | Task of name: string
+    | Data of dir: string
+    | Epochs of n: int
+    | Batch_Size of n: int
+    | Learning_Rate of lr: float
+    | Max_Length of tokens: int
+    | Seed of seed: int
+    | Steps of updates: int
+    | Train_Examples of n: int
+    | Out of dir: string
+    | Runs of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
+            | Task _ -> "spam, sotu-party, all (default), or a GLUE classification task name with --data."
+            | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
+            | Epochs _ -> "passes over the training split (default 3)."
+            | Batch_Size _ -> "examples per update (default 16)."
+            | Learning_Rate _ -> "AdamW peak learning rate (default 2e-4)."
+            | Max_Length _ -> "longest input row in tokens, special tokens included (default 128)."
+            | Seed _ -> "seed of the head's initialization, shuffling and dropout (default 42)."
+            | Steps _ -> "stop after this many updates (smoke runs)."
+            | Train_Examples _ -> "train on the first N training examples only (smoke runs)."
+            | Out _ -> "folder for results.json, README.md (the table) and the figure (default out/finetune)."
+            | Runs _ -> "folder for each run's checkpoints and metrics.jsonl (default <out>/runs); a run found there resumes."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
     | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Decompose _ -> "decompose one matrix of a safetensors file into an MPO, optionally truncated."
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
+            | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Demo _ -> "the main job: decompose the bundled FFN matrix, print the error/compression table, write figures."

@@ -21,12 +21,6 @@ let private copyTokenizer (source: string) (target: string) =
         if name <> "README.md" then
             File.Copy(file, Path.Combine(target, (match renames.TryGetValue name with | true, n -> n | _ -> name)), true)
 
-let private machine () =
-    let cpu =
-        try File.ReadLines "/proc/cpuinfo" |> Seq.tryFind (fun l -> l.StartsWith "model name") |> Option.map (fun l -> l.Split(':').[1].Trim())
-        with _ -> None
-    sprintf "%d cores (%s), torch threads %d" Environment.ProcessorCount (defaultArg cpu "unknown CPU") (torch.get_num_threads ())
-
 let pretrainOne (m: TinyModel) (modelsDir: string) (runsDir: string) (steps: int64 option) =
     let root = Data.Bundled.root ()
     let paths: Pretrain.Paths = { Run = Path.Combine(runsDir, m.Name); Model = Path.Combine(modelsDir, m.Name) }
@@ -54,7 +48,7 @@ let pretrainOne (m: TinyModel) (modelsDir: string) (runsDir: string) (steps: int
     let figure =
         figures |> List.tryFind (fun f -> f.EndsWith ".png")
         |> Option.map (fun png -> File.Copy(png, Path.Combine(paths.Model, "loss.png"), true); "loss.png")
-    let card = ModelCard.markdown m outcome.Corpus outcome spectra figure (machine ())
+    let card = ModelCard.markdown m outcome.Corpus outcome spectra figure (Reports.Machine.describe ())
     Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(paths.Model, "README.md"), card)
     Reports.Json.write (Path.Combine(paths.Model, "pretraining.json"))
         {| model = m.Name; architecture = m.Architecture; steps = outcome.Steps; train_seconds = outcome.TrainSeconds

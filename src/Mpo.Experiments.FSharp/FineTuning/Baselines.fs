@@ -1,0 +1,92 @@
+/// The full fine-tuning baselines (issue 3 §6): each bundled tiny model on each bundled classification task, as
+/// data; the results table and figure later issues compare MPOP's lightweight fine-tuning and MPOE against.
+module Mpo.Experiments.FineTuning.Baselines
+
+open System
+open System.IO
+open Plotly.NET
+open Mpo.Data
+open Mpo.Experiments.Reports
+open Mpo.Experiments.FineTuning.FineTune
+
+/// The bundled pre-trained models the baselines start from.
+let models = [ "tiny-bert"; "tiny-gpt2"; "tiny-t5" ]
+
+/// The bundled classification tasks.
+let tasks = [ TextTasks.Spam; TextTasks.SotuParty ]
+
+let private metricCell (scores: Scores) (name: string) =
+    match scores.TryGetValue name with
+    | true, v -> Tables.ratio v
+    | _ -> "–"
+
+/// One row per run: the trained and total parameters, updates, the test split's metrics (the task's official ones)
+/// and the majority-class accuracy as the floor a model must beat.
+let table (outcomes: Outcome list) =
+    let rows =
+        [ for o in outcomes ->
+            let task = TextTasks.ByName o.Task
+            let metrics = task.Metrics |> Seq.map metricName |> List.ofSeq
+            let shown = metrics |> List.map (fun m -> sprintf "%s %s" m (metricCell o.Test m)) |> String.concat ", "
+            let devShown = metrics |> List.map (fun m -> sprintf "%s %s" m (metricCell o.Dev m)) |> String.concat ", "
+            [ o.Model; o.Task; o.Formulation; Tables.int64s o.TrainableParameters
+              sprintf "%s (best %s)" (Tables.int64s o.Steps) (Tables.int64s o.BestStep)
+              devShown; shown; Tables.ratio o.MajorityTestAccuracy
+              (if o.Formulation = TextToText.Name then sprintf "%d / %d" o.TestInvalid o.TestExamples else "–")
+              (o.TrainSeconds / 60.0).ToString("0.0", Globalization.CultureInfo.InvariantCulture) ] ]
+    Tables.markdown
+        [ "model"; "task"; "head"; "trained params"; "updates"; "dev (best)"; "test"; "majority acc."; "invalid answers"; "minutes" ]
+        rows
+
+/// Test accuracy per task, one bar per model, with the majority-class accuracy marked.
+let figure (outcomes: Outcome list) =
+    let taskNames = tasks |> List.map (fun t -> t.Name) |> List.filter (fun t -> outcomes |> List.exists (fun o -> o.Task = t))
+    let bars =
+        [ for m in outcomes |> List.map (fun o -> o.Model) |> List.distinct ->
+            let values = [ for t in taskNames -> outcomes |> List.tryFind (fun o -> o.Model = m && o.Task = t) |> Option.map (fun o -> o.Test.["accuracy"]) |> Option.defaultValue nan ]
+            Chart.Column(values = values, Keys = taskNames, Name = m) ]
+    let majority =
+        [ for t in taskNames -> (outcomes |> List.find (fun o -> o.Task = t)).MajorityTestAccuracy ]
+    bars @ [ Chart.Point(x = taskNames, y = majority, Name = "majority class", MarkerSymbol = StyleParam.MarkerSymbol.LineEW) ]
+    |> Chart.combine
+    |> Chart.withYAxisStyle ("test accuracy", MinMax = (0.0, 1.0))
+    |> Chart.withTitle "Full fine-tuning of the bundled tiny models"
+
+/// The report: settings, the table, and where the numbers come from.
+let markdown (outcomes: Outcome list) (figureFile: string option) (machine: string) =
+    let s = (List.head outcomes).Settings
+    let lines =
+        [ "# Full fine-tuning baselines"
+          ""
+          "Every parameter of each bundled pre-trained model fine-tuned on each bundled classification task"
+          "(`mpo finetune`). The best dev checkpoint (by the task's leading metric) is scored on the test split."
+          sprintf "Settings: %d epochs, batch %d, AdamW lr %g with %g%% linear warmup then linear decay, weight decay %g, at most %d input tokens, seed %d."
+              s.Epochs s.BatchSize s.LearningRate (100.0 * s.WarmupRatio) s.WeightDecay s.MaxLength s.Seed
+          "Encoders and GPT-2 get their family's classification head; T5 generates the class word (text to text),"
+          "and an answer that is no class word counts as wrong."
+          sprintf "Machine: %s." machine
+          ""
+          table outcomes
+          "" ]
+        @ (match figureFile with
+           | Some f when f.EndsWith ".png" -> [ sprintf "![test accuracy](%s)" f; "" ]
+           | Some f -> [ sprintf "Figure: [%s](%s) (no headless Chromium was found for a PNG)." f f; "" ]
+           | None -> [])
+    String.Join("\n", lines)
+
+/// Writes results.json, README.md and the figure to <c>folder</c>.
+let write (folder: string) (outcomes: Outcome list) (machine: string) =
+    Directory.CreateDirectory folder |> ignore
+    Json.write (Path.Combine(folder, "results.json"))
+        [| for o in outcomes ->
+            {| model = o.Model; task = o.Task; head = o.Formulation; steps = o.Steps; best_step = o.BestStep
+               train_seconds = o.TrainSeconds; parameters = o.Parameters; trainable_parameters = o.TrainableParameters
+               dev = o.Dev; test = o.Test; test_invalid = o.TestInvalid; test_examples = o.TestExamples
+               majority_test_accuracy = o.MajorityTestAccuracy
+               settings = {| epochs = o.Settings.Epochs; batch_size = o.Settings.BatchSize; learning_rate = o.Settings.LearningRate
+                             warmup_ratio = o.Settings.WarmupRatio; weight_decay = o.Settings.WeightDecay
+                             max_length = o.Settings.MaxLength; seed = o.Settings.Seed
+                             max_steps = Option.toNullable o.Settings.MaxSteps; train_examples = Option.toNullable o.Settings.TrainExamples |} |} |]
+    let files = figure outcomes |> Mpo.Experiments.Plots.Export.save (Path.Combine(folder, "accuracy.html")) 800 450
+    let png = files |> List.tryFind (fun f -> f.EndsWith ".png") |> Option.map Path.GetFileName
+    File.WriteAllText(Path.Combine(folder, "README.md"), markdown outcomes (png |> Option.orElse (Some "accuracy.html")) machine)

@@ -1,0 +1,233 @@
+/// Fine-tuning a pre-trained checkpoint on a classification task (issue 3 §6): every parameter trained, the
+/// baseline MPOP's lightweight fine-tuning and MPOE's experts are compared against. Encoders and GPT-2 get their
+/// family's classification head; T5 answers text to text, generating the class word (as MPOE trains it on GLUE).
+/// Runs are resumable; the best dev checkpoint by the task's leading metric is scored on the test split.
+module Mpo.Experiments.FineTuning.FineTune
+
+open System
+open System.Collections.Generic
+open System.IO
+open TorchSharp
+open Mpo.Checkpoints
+open Mpo.Data
+open Mpo.Data.Batching
+open Mpo.Models
+open Mpo.Tokenization
+open Mpo.Training
+
+/// How a model answers a classification task.
+type Formulation =
+    /// The family's sequence-classification head (HF class name): BERT's pooled [CLS], GPT-2's last token.
+    | Head of architecture: string
+    /// An encoder-decoder generates the class word (<see cref="TextToTextFormat"/>); anything else counts as wrong.
+    | TextToText
+
+    member f.Name =
+        match f with
+        | Head a -> a
+        | TextToText -> "text-to-text"
+
+/// The hyperparameters of one run (HF Trainer's names where they have one).
+type Settings =
+    { Epochs: int
+      BatchSize: int
+      LearningRate: float
+      WarmupRatio: float
+      WeightDecay: float
+      /// Longest input row, special tokens included.
+      MaxLength: int
+      Seed: int64
+      /// Evaluations on the dev split per epoch (and checkpoints with them).
+      EvaluationsPerEpoch: int
+      /// Stops after this many updates (smoke runs); None: all epochs.
+      MaxSteps: int64 option
+      /// Trains on the first N training examples only (smoke runs); None: all.
+      TrainExamples: int option }
+
+/// Full fine-tuning defaults for the tiny models: BERT's recipe (AdamW, linear decay after 10% warmup, weight decay
+/// 0.01, batch 16) with the larger learning rate small models want (they were pre-trained at 1e-3).
+let defaults =
+    { Epochs = 3
+      BatchSize = 16
+      LearningRate = 2e-4
+      WarmupRatio = 0.1
+      WeightDecay = 0.01
+      MaxLength = 128
+      Seed = 42L
+      EvaluationsPerEpoch = 2
+      MaxSteps = None
+      TrainExamples = None }
+
+/// A split's metrics, keyed by the task's metric names ("accuracy", "f1", "matthews").
+type Scores = IReadOnlyDictionary<string, float>
+
+type Outcome =
+    { Model: string
+      Task: string
+      Formulation: string
+      Settings: Settings
+      Steps: int64
+      BestStep: int64
+      TrainSeconds: float
+      Parameters: int64
+      TrainableParameters: int64
+      Dev: Scores
+      Test: Scores
+      /// Test answers that were no class word (text to text only; counted wrong).
+      TestInvalid: int
+      TestExamples: int
+      /// Accuracy of always answering the training split's most frequent class.
+      MajorityTestAccuracy: float }
+
+let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
+
+/// The task's leading metric, the one the best checkpoint is chosen by.
+let leadingMetric (task: TextTask) = metricName task.Metrics.[0]
+
+/// The formulation a checkpoint's family calls for.
+let formulation (config: ModelConfig) =
+    match ModelRegistry.SequenceClassificationArchitecture config.ModelType with
+    | null when config.ModelType = "t5" -> TextToText
+    | null -> invalidArg "model" (sprintf "model_type '%s' has neither a classification head nor a text-to-text head" config.ModelType)
+    | architecture -> Head architecture
+
+/// What the run needs from the data: encoded splits, the collator, and how to read predictions.
+type private Prepared =
+    { Collator: IBatchCollator<EncodedExample>
+      Train: IReadOnlyList<EncodedExample>
+      Dev: IReadOnlyList<EncodedExample>
+      Test: IReadOnlyList<EncodedExample> }
+
+let private read (folder: string) (task: TextTask) (split: string) =
+    let path = Path.Combine(folder, split + ".tsv")
+    let data = TaskFiles.Read(task, path)
+    if not data.Labeled then invalidArg "data" (sprintf "%s has no %s column; fine-tuning needs labelled train and dev splits" path task.LabelColumn)
+    data.Examples
+
+/// The test split when it is there with labels (GLUE's test labels are withheld: then there is no test score).
+let private readTest (folder: string) (task: TextTask) =
+    let path = Path.Combine(folder, "test.tsv")
+    if not (File.Exists path) then None
+    else
+        let data = TaskFiles.Read(task, path)
+        if data.Labeled then Some data.Examples else None
+
+/// Predicted classes of <c>examples</c> in fixed, unshuffled batches. A text-to-text answer that is no class word
+/// becomes -1.
+let predict (model: PretrainedModel) (f: Formulation) (collator: IBatchCollator<EncodedExample>) (batchSize: int) (examples: IReadOnlyList<EncodedExample>) =
+    let wasTraining = model.training
+    model.eval ()
+    use _ = torch.no_grad ()
+    let predictions = ResizeArray<int>(examples.Count)
+    for start in 0 .. batchSize .. examples.Count - 1 do
+        use scope = torch.NewDisposeScope()
+        let items = [| for i in start .. min (examples.Count - 1) (start + batchSize - 1) -> examples.[i] |]
+        let batch = collator.Collate(items, BatchKey())
+        let inputs = batch.ToModelInputs()
+        match f with
+        | Head _ ->
+            let logits = model.forward(ModelInputs(inputs.InputIds, AttentionMask = inputs.AttentionMask, TokenTypeIds = inputs.TokenTypeIds)).Logits
+            predictions.AddRange(logits.argmax(-1L).data<int64>().ToArray() |> Array.map int)
+        | TextToText ->
+            let t2t = collator :?> TextToTextCollator
+            let out = Generation.Generate(model, inputs.InputIds, inputs.AttentionMask, GenerationOptions(MaxNewTokens = t2t.MaxTargetTokens))
+            let sequences = out.Sequences.data<int64>().ToArray()
+            let width = int out.Sequences.shape.[1]
+            for r in 0 .. items.Length - 1 do
+                predictions.Add(t2t.ClassOf(ReadOnlySpan(sequences, r * width, width)))
+    if wasTraining then model.train ()
+    List.ofSeq predictions
+
+/// The task's metrics for predictions against gold classes; an invalid answer (-1) counts as a wrong class.
+let score (task: TextTask) (predictions: int list) (gold: int list) : Scores =
+    let n = task.NumLabels
+    let answered = List.map2 (fun p g -> if p < 0 then (g + 1) % n else p) predictions gold
+    let metrics = TaskMetrics.Compute(task, ResizeArray answered, ResizeArray gold)
+    readOnlyDict [ for KeyValue(m, v) in metrics -> metricName m, v ]
+
+let private gold (examples: IReadOnlyList<EncodedExample>) = [ for e in examples -> e.Label.Value ]
+
+/// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c>, whose labelled train/dev/test TSV files are in
+/// <c>dataFolder</c>; checkpoints and metrics.jsonl go to <c>runFolder</c> (a killed run resumes there).
+let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
+    if task.Kind <> TaskKind.Classification then
+        invalidArg "task" (sprintf "task '%s' is %A; fine-tuning baselines cover classification tasks" task.Name task.Kind)
+    let config =
+        use checkpoint = CheckpointFolder.Open modelFolder
+        ModelRegistry.ReadConfig checkpoint
+    let f = formulation config
+    let tokenizer = Tokenizers.FromFolder modelFolder
+    let maxLength =
+        match config.MaxPositions |> Option.ofNullable with
+        | Some positions when positions < settings.MaxLength -> positions
+        | _ -> settings.MaxLength
+    let trainExamples =
+        let all = read dataFolder task "train"
+        match settings.TrainExamples with
+        | Some n -> all |> Seq.truncate n |> Array.ofSeq :> IReadOnlyList<_>
+        | None -> all
+    let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>)
+    let prepared =
+        match f with
+        | Head _ ->
+            let encode examples = SequenceClassificationCollator.Encode(tokenizer, examples)
+            { Collator = SequenceClassificationCollator(SequenceFraming.For tokenizer, maxLength)
+              Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
+        | TextToText ->
+            let format = TextToTextFormat.For task
+            let encode examples = TextToTextCollator.Encode(tokenizer, format, examples)
+            { Collator = TextToTextCollator.For(tokenizer, format, maxLength)
+              Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
+    torch.manual_seed settings.Seed |> ignore    // the fresh head's initialization
+    let struct (model, _) =
+        match f with
+        | Head architecture ->
+            // GPT-2 checkpoints have no pad id; its classifier finds each row's end by the id batches are padded with
+            let padding = if config.PadTokenId.HasValue then Nullable() else Nullable(SequenceFraming.For(tokenizer).Padding)
+            PretrainedModel.Load(modelFolder, architecture, task.LabelNames, padTokenId = padding)
+        | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
+    use model = model
+    let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
+    let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
+    let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
+        stream.Collate(schedule.At(int64 epoch * int64 schedule.BatchesPerEpoch + int64 index)))
+    let evalSteps = max 1L (int64 schedule.BatchesPerEpoch / int64 (max 1 settings.EvaluationsPerEpoch))
+    let options =
+        TrainerOptions(
+            OutputFolder = runFolder, Epochs = settings.Epochs, MaxSteps = defaultArg settings.MaxSteps -1L,
+            LearningRate = settings.LearningRate, WeightDecay = settings.WeightDecay, WarmupRatio = settings.WarmupRatio,
+            MaxGradNorm = 1.0, LoggingSteps = max 1L (min 10L evalSteps), EvalSteps = evalSteps, SaveSteps = evalSteps,
+            BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = true,
+            Seed = Nullable settings.Seed)
+    let loss (batch: TokenBatch) =
+        let out = model.forward (batch.ToModelInputs())
+        // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
+        let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
+        LossOutput(out.Loss, tokens)
+    let evaluate () = score task (predict model f prepared.Collator 64 prepared.Dev) (gold prepared.Dev)
+    let clock = Diagnostics.Stopwatch.StartNew()
+    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
+    let result = trainer.RunOrResume()
+    let seconds = clock.Elapsed.TotalSeconds
+    let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
+    let dev = match best with Some e -> e.Metrics | None -> evaluate ()
+    let testPredictions = predict model f prepared.Collator 64 prepared.Test
+    let testGold = gold prepared.Test
+    let majority =
+        let counts = prepared.Train |> Seq.countBy (fun e -> e.Label.Value)
+        let top = counts |> Seq.maxBy snd |> fst
+        float (testGold |> List.filter ((=) top) |> List.length) / float (max 1 testGold.Length)
+    { Model = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath modelFolder))
+      Task = task.Name
+      Formulation = f.Name
+      Settings = settings
+      Steps = result.GlobalStep
+      BestStep = (if result.BestStep.HasValue then result.BestStep.Value else result.GlobalStep)
+      TrainSeconds = seconds
+      Parameters = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
+      TrainableParameters = model.parameters () |> Seq.filter (fun p -> p.requires_grad) |> Seq.sumBy (fun p -> p.numel ())
+      Dev = dev
+      Test = (if testGold.IsEmpty then readOnlyDict [] else score task testPredictions testGold)
+      TestInvalid = testPredictions |> List.filter (fun p -> p < 0) |> List.length
+      TestExamples = testGold.Length
+      MajorityTestAccuracy = majority }
