@@ -1,0 +1,99 @@
+/// `mpo finetune` and the fine-tuning core: scoring rules, every bundled model fitting a task it can only solve by
+/// learning (all three heads: BERT's [CLS], GPT-2's last token, T5's generated class word), bad input, and the
+/// committed baselines table.
+module Mpo.Experiments.Tests.FineTuning.FineTuneTests
+
+open System
+open System.IO
+open System.Text.Json
+open Expecto
+open Mpo.Data
+open Mpo.Experiments.FineTuning
+open Mpo.Experiments.Tests.Support
+
+/// A spam-format task whose class is carried by the words alone: class 0 texts draw from one list, class 1 texts
+/// from a disjoint one (seeded). Separable, but only by a model that learns which words mean what.
+let private writeSeparableTask (dir: string) =
+    let words = [| [| "peace"; "trade"; "congress"; "budget"; "nation"; "law"; "people"; "treaty" |]
+                   [| "whale"; "ship"; "harpoon"; "captain"; "sea"; "sail"; "crew"; "ocean" |] |]
+    let random = Random 20221012
+    let examples split n =
+        [ for i in 0 .. n - 1 ->
+            let label = i % 2
+            let text = String.Join(" ", Array.init 6 (fun _ -> words.[label].[random.Next 8]))
+            TextExample($"{split}/{i}", text, null, Nullable label, Nullable(), $"{split}/{i}") ]
+    for split, n in [ "train", 96; "dev", 24; "test", 24 ] do
+        TaskFiles.Write(TextTasks.Spam, Path.Combine(dir, split + ".tsv"), examples split n)
+
+let private results (folder: string) =
+    use doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "results.json")))
+    [ for r in doc.RootElement.EnumerateArray() -> r.Clone() ]
+
+let private number (e: JsonElement) (path: string list) =
+    path |> List.fold (fun (x: JsonElement) (k: string) -> x.GetProperty k) e |> fun x -> x.GetDouble()
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "FineTuning" [
+        yield test "scores: an answer that is no class word (-1) is wrong under every metric" {
+            let s = FineTune.score TextTasks.Spam [ -1; -1; 1; 0 ] [ 1; 0; 1; 0 ]
+            Expect.floatClose Accuracy.veryHigh s.["accuracy"] 0.5 "two invalid, two right"
+            // invalid answers become the other class: predictions 0,1,1,0 vs gold 1,0,1,0 → tp 1, fp 1, fn 1
+            Expect.floatClose Accuracy.veryHigh s.["f1"] 0.5 "F1 = 2·1 / (2·1 + 1 + 1)"
+            let all = FineTune.score TextTasks.SotuParty [ -1; -1 ] [ 0; 1 ]
+            Expect.equal all.["accuracy"] 0.0 "all invalid: nothing right" }
+
+        // One run per model (each its own process, within the CLI helper's two minutes): T5 has to learn to spell
+        // the class word, so it gets more updates than the heads.
+        yield! [ "tiny-bert", "BertForSequenceClassification", 4; "tiny-gpt2", "GPT2ForSequenceClassification", 4; "tiny-t5", "text-to-text", 6 ]
+               |> List.map (fun (model, head, epochs) ->
+            test $"{model} learns a task only the words separate ({head})" {
+                inTempDir (fun dir ->
+                    let data = Path.Combine(dir, "task")
+                    Directory.CreateDirectory data |> ignore
+                    writeSeparableTask data
+                    let out = Path.Combine(dir, "out")
+                    let run = mpo dir [ "finetune"; model; "--task"; "spam"; "--data"; data; "--epochs"; string epochs
+                                        "--learning-rate"; "1e-3"; "--max-length"; "16"; "--out"; out ]
+                    Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
+                    let r = results out |> List.exactlyOne
+                    Expect.equal (r.GetProperty("model").GetString()) model "the model"
+                    Expect.equal (r.GetProperty("head").GetString()) head "the family's head"
+                    Expect.equal (r.GetProperty("test_examples").GetInt32()) 24 "the given test split"
+                    Expect.equal (number r [ "trainable_parameters" ]) (number r [ "parameters" ]) "full fine-tuning trains everything"
+                    Expect.floatClose Accuracy.veryHigh (number r [ "majority_test_accuracy" ]) 0.5 "balanced classes"
+                    Expect.isGreaterThanOrEqual (number r [ "test"; "accuracy" ]) 0.9 "learned the task (chance is 0.5)"
+                    Expect.isTrue (File.Exists(Path.Combine(out, "runs", $"{model}-spam", "metrics.jsonl"))) "metrics.jsonl"
+                    Expect.stringContains (File.ReadAllText(Path.Combine(out, "README.md"))) $"| {model}" "the table lists the run")
+            })
+
+        yield test "bad input: unknown model, regression task, a task without data, unlabelled dev split" {
+            inTempDir (fun dir ->
+                let bad args fragment =
+                    let run = mpo dir ("finetune" :: args)
+                    Expect.equal run.Code 2 $"exit 2 for {args}; stderr: {run.Err}"
+                    Expect.stringContains run.Err fragment "the error names the problem"
+                bad [ "tiny-nothing" ] "'tiny-nothing' is neither a bundled model"
+                bad [ "tiny-bert"; "--task"; "STS-B"; "--data"; dir ] "classification tasks"
+                bad [ "tiny-bert"; "--task"; "RTE" ] "give its folder with --data"
+                let data = Path.Combine(dir, "rte")
+                Directory.CreateDirectory data |> ignore
+                let ex i = TextExample(string i, "a", "b", Nullable (i % 2), Nullable())
+                TaskFiles.Write(GlueTasks.RTE, Path.Combine(data, "train.tsv"), [ ex 0; ex 1 ])
+                TaskFiles.Write(GlueTasks.RTE, Path.Combine(data, "dev.tsv"), [ TextExample("0", "a", "b", Nullable(), Nullable()) ])
+                bad [ "tiny-bert"; "--task"; "RTE"; "--data"; data ] "dev.tsv has no label column")
+        }
+
+        yield test "the committed baselines: every model beats the majority class on spam; the table matches results.json" {
+            let folder = Path.GetDirectoryName(repoFile "results/full-finetuning/results.json")
+            let rows = results folder
+            Expect.equal (rows |> List.length) (Baselines.models.Length * Baselines.tasks.Length) "every model on every task"
+            for r in rows |> List.filter (fun r -> r.GetProperty("task").GetString() = "spam") do
+                let model = r.GetProperty("model").GetString()
+                Expect.isGreaterThan (number r [ "test"; "accuracy" ]) (number r [ "majority_test_accuracy" ] + 0.1)
+                    $"{model}: 10 points over always answering ham"
+            let readme = File.ReadAllText(Path.Combine(folder, "README.md"))
+            for r in rows do
+                let cell = Mpo.Experiments.Reports.Tables.ratio (number r [ "test"; "accuracy" ])
+                Expect.stringContains readme $"accuracy {cell}" "README shows results.json's numbers" }
+    ]
