@@ -205,10 +205,16 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
         LossOutput(out.Loss, tokens)
     let evaluate () = score task (predict model f prepared.Collator 64 prepared.Dev) (gold prepared.Dev)
-    let clock = Diagnostics.Stopwatch.StartNew()
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
-    let seconds = clock.Elapsed.TotalSeconds
+    // the run's wall time across resumes (evaluations included), as metrics.jsonl accumulates it
+    let seconds =
+        File.ReadLines trainer.MetricsPath
+        |> Seq.choose (fun line ->
+            match Text.Json.Nodes.JsonNode.Parse(line).["wall_time"] with
+            | null -> None
+            | v -> Some(v.GetValue<float>()))
+        |> Seq.fold max 0.0
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
     let dev = match best with Some e -> e.Metrics | None -> evaluate ()
     let testPredictions = predict model f prepared.Collator 64 prepared.Test
