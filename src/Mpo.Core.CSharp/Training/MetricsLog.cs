@@ -71,6 +71,12 @@ public sealed class MetricsLog : IDisposable
         return records;
     }
 
+    /// <summary>The run's wall time in seconds (evaluations included, summed across resumes): the largest
+    /// <c>wall_time</c> of <paramref name="path"/>'s records; 0 when none has one.</summary>
+    /// <exception cref="CheckpointFormatException">A malformed line.</exception>
+    public static double WallTime(string path) =>
+        Read(path).Select(r => r["wall_time"] is JsonValue v && v.TryGetValue<double>(out var t) ? t : 0.0).DefaultIfEmpty(0.0).Max();
+
     /// <summary>Rewrites <paramref name="path"/> (atomically) keeping only records with <c>step ≤ <paramref name="step"/></c>;
     /// nothing to do when the file does not exist.</summary>
     public static void TruncateAfter(string path, long step)

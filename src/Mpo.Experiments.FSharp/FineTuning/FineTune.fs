@@ -207,14 +207,7 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
     let evaluate () = score task (predict model f prepared.Collator 64 prepared.Dev) (gold prepared.Dev)
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
-    // the run's wall time across resumes (evaluations included), as metrics.jsonl accumulates it
-    let seconds =
-        File.ReadLines trainer.MetricsPath
-        |> Seq.choose (fun line ->
-            match Text.Json.Nodes.JsonNode.Parse(line).["wall_time"] with
-            | null -> None
-            | v -> Some(v.GetValue<float>()))
-        |> Seq.fold max 0.0
+    let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
     let dev = match best with Some e -> e.Metrics | None -> evaluate ()
     let testPredictions = predict model f prepared.Collator 64 prepared.Test

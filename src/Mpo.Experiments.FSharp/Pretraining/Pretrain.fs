@@ -132,10 +132,9 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
     let evaluate () =
         let ce = crossEntropy m model dev
         readOnlyDict [ "loss", ce; "perplexity", exp ce ]
-    let clock = Diagnostics.Stopwatch.StartNew()
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
-    let seconds = clock.Elapsed.TotalSeconds
+    let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     // What is committed is half precision: score that, not the float32 weights in memory.
     model.Save(paths.Model, storage = torch.float16)
     let struct (saved, _) = PretrainedModel.Load(paths.Model)

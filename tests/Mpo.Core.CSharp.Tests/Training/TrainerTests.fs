@@ -392,6 +392,14 @@ let tests =
                 throwsWith<InvalidOperationException> [ folder; "already holds checkpoints" ] (fun () -> using fresh (fun t -> t.Run() |> ignore)) |> ignore)
         }
 
+        test "MetricsLog.WallTime: the largest wall_time (a resumed run continues its clock); a torn last line is ignored" {
+            inTemp (fun folder ->
+                let path = Path.Combine(folder, MetricsLog.FileName)
+                File.WriteAllText(path, "{\"step\":10,\"loss\":1.0,\"wall_time\":12.5}\n{\"step\":10,\"eval_loss\":0.9,\"wall_time\":14.0}\n{\"step\":20,\"loss\":0.8,\"wall_time\":99")
+                Expect.equal (MetricsLog.WallTime path) 14.0 "the evaluation line is the latest complete one"
+                File.WriteAllText(path, "{\"step\":1,\"loss\":1.0}\n")
+                Expect.equal (MetricsLog.WallTime path) 0.0 "no wall_time recorded") }
+
         test "200 updates with evaluation, logging and checkpoints: live tensors stay flat, metrics lines hold what HF logs" {
             inTemp (fun folder ->
                 let data = classificationData.Force()
