@@ -37,14 +37,17 @@ type InspectArgs =
             match a with
             | Path _ -> "a safetensors file, or a checkpoint folder (all *.safetensors in it, sharded index included)."
 
+[<RequireQualifiedAccess>]
 type DemoArgs =
+    | [<MainCommand>] Model of name: string
     | Out of dir: string
     | Quick
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Out _ -> "folder for report.json and the figures (default out/demo)."
-            | Quick -> "fewer truncation settings (CI)."
+            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2 or tiny-t5."
+            | Out _ -> "folder for report.json, table.md and the figures (default out/demo)."
+            | Quick -> "one truncation and 4 held-out batches (CI)."
 
 [<RequireQualifiedAccess>]
 type ForwardArgs =
@@ -121,4 +124,4 @@ type MpoArgs =
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
-            | Demo _ -> "the main job: decompose the bundled FFN matrix, print the error/compression table, write figures."
+            | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

@@ -1,70 +1,118 @@
-/// `mpo demo`, the main job until Mpo's own pre-trained models exist: decompose the bundled FFN matrix, print the
-/// error/compression table (MPO at several bond caps and tolerances vs a truncated SVD of equal size), write the
-/// report and figures.
+/// `mpo demo`, the main job: decompose every weight matrix of a bundled pre-trained model (tiny-bert by default)
+/// into an MPO, show MPOP's central/auxiliary split on real weights, then truncate all bonds at once at several
+/// caps and measure what it costs the model (held-out perplexity, no fine-tuning), against a truncated SVD with the
+/// same parameters per matrix. Writes the table, a JSON report and figures.
 module Mpo.Experiments.Cli.DemoCommand
 
 open System
 open System.Diagnostics
 open System.IO
 open Argu
+open Plotly.NET
 open TorchSharp
-open Mpo.Checkpoints
 open Mpo.Decomposition
+open Mpo.Models
 open Mpo.Experiments.Cli.Arguments
 open Mpo.Experiments.Data
 open Mpo.Experiments.Decomposition
 open Mpo.Experiments.Plots
+open Mpo.Experiments.Pretraining
 open Mpo.Experiments.Reports
 open Mpo.Experiments.Terminal
 
+/// One row of the table: a truncation of every matrix, and what the model scores with MPO and with SVD weights.
+type private Row =
+    { Label: string
+      Cap: int option
+      Summary: ModelTruncation.Summary
+      MpoCrossEntropy: float
+      SvdCrossEntropy: float }
+
+let private perplexityFigure (m: TinyModels.TinyModel) (dense: float) (rows: Row list) =
+    let rho (r: Row) = float r.Summary.MpoParameters / float r.Summary.DenseParameters
+    let sorted = rows |> List.sortBy rho
+    let xs = sorted |> List.map rho
+    [ Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.MpoCrossEntropy)), Name = "MPO, all bonds capped", ShowMarkers = true)
+      Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.SvdCrossEntropy)), Name = "truncated SVD, same #params per matrix",
+                 ShowMarkers = true, LineDash = StyleParam.DrawingStyle.Dot)
+      Chart.Line(x = [ List.min xs; List.max xs ], y = [ exp dense; exp dense ], Name = "pre-trained (dense)", LineDash = StyleParam.DrawingStyle.Dash) ]
+    |> Chart.combine
+    |> Chart.withXAxisStyle ("ρ = parameters of the decomposed matrices / dense", AxisType = StyleParam.AxisType.Log)
+    |> Chart.withYAxisStyle ("held-out perplexity", AxisType = StyleParam.AxisType.Log)
+    |> Chart.withTitle (sprintf "%s: truncating every weight matrix, before any fine-tuning" m.Name)
+
 let run (args: ParseResults<DemoArgs>) =
     let outDir = args.GetResult(DemoArgs.Out, defaultValue = Path.Combine("out", "demo"))
-    let quick = args.Contains Quick
+    let quick = args.Contains DemoArgs.Quick
+    let m = TinyModels.find (args.GetResult(DemoArgs.Model, defaultValue = "tiny-bert"))
     Directory.CreateDirectory outDir |> ignore
-    let source = Bundled.ffnMatrixFile ()
-    use file = SafeTensorsFile.Open source
-    use w = file.Load(Bundled.ffnMatrixTensor, dtype = torch.float32)
-    let rows, cols = int w.shape.[0], int w.shape.[1]
-    let f = FactorizationChooser.Choose(rows, cols)
-    printfn "matrix: %s '%s' [%d x %d] (%s)" (Path.GetFileName source) Bundled.ffnMatrixTensor rows cols
-        (match file.Metadata.TryGetValue "description" with | true, d -> d | _ -> "bundled")
-    printfn "factors (chosen): %s x %s, full bonds %s, central tensor = core %d" (Tables.factors f.RowFactors)
-        (Tables.factors f.ColFactors) (Tables.factors (f.FullBonds())) f.CentralIndex
+    let root = Bundled.root ()
+    let folder = Path.Combine(Bundled.modelsFolder (), m.Name)
+    let struct (model, _) = PretrainedModel.Load folder
+    use model = model
+    let total = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
+    printfn "model: %s (%s, %s parameters, pre-trained by `mpo pretrain`; see its model card)" folder model.Architecture (Tables.int64s total)
+
     let clock = Stopwatch.StartNew()
-    use mpo = MpoDecomposer.Decompose(w, f, torch.float64)
+    let matrices = ModelTruncation.selectWeights model |> ModelTruncation.decompose
     let seconds = clock.Elapsed.TotalSeconds
-    printfn "decomposed in %.2f s; full-rank MPO: %s parameters (%s central, %s auxiliary) for %s dense\n" seconds
-        (Tables.int64s mpo.ParameterCount) (Tables.int64s (f.CentralParameterCount mpo.Bonds))
-        (Tables.int64s (mpo.ParameterCount - f.CentralParameterCount mpo.Bonds)) (Tables.int64s (int64 rows * int64 cols))
-    let caps = TruncationSweep.defaultCaps mpo |> fun c -> if quick then List.truncate 3 c else c
-    let specs =
-        [ for cap in caps -> (if cap = Seq.max mpo.Bonds then "full" else $"max bond {cap}"), TruncationSpec.MaxBond cap :> TruncationSpec ]
-        @ [ for tol in (if quick then [ 0.3 ] else [ 0.1; 0.3; 0.5 ]) -> $"tolerance {tol}", TruncationSpec.Tolerance tol :> TruncationSpec ]
-    let points =
-        let reference = TruncationSweep.reference w
-        specs |> ProgressBar.map "truncating" fst (TruncationSweep.point reference mpo)
+    let dense = matrices |> List.sumBy (fun x -> x.Dense)
+    let full = matrices |> List.sumBy (fun x -> x.Mpo.ParameterCount)
+    let central = matrices |> List.sumBy (fun x -> x.Mpo.Factorization.CentralParameterCount x.Mpo.Bonds)
+    printfn "decomposed %d weight matrices (%s parameters, %s of the model) into %d-core MPOs in %.1f s"
+        matrices.Length (Tables.int64s dense) (Tables.percent (float dense / float total)) FactorizationChooser.DefaultCores seconds
+    printfn "full-rank MPOs: %s parameters = %s in central tensors (%s) + %s in auxiliary tensors (what lightweight fine-tuning trains)"
+        (Tables.int64s full) (Tables.int64s central) (Tables.percent (float central / float full)) (Tables.int64s (full - central))
+
+    let collator, blocks = Pretrain.heldOut root m "test"
+    let batches = Pretrain.heldOutBatches m collator blocks |> fun b -> if quick then List.truncate 4 b else b
+    let scored = batches |> List.sumBy (Pretrain.predictedTokens m.Objective >> Seq.length)
+    let evaluate () = Pretrain.crossEntropy m model batches
+    let denseCe = evaluate ()
+    printfn "held-out: %s on %s predicted tokens of the lm test split%s; pre-trained perplexity %.1f\n"
+        (match m.Objective with
+         | TinyModels.MaskedLm -> "masked-LM cross-entropy"
+         | TinyModels.CausalLm -> "next-token cross-entropy"
+         | TinyModels.SpanCorruption -> "span-corruption cross-entropy")
+        (Tables.int64s (int64 scored)) (if quick then " (first 4 batches, --quick)" else "") (exp denseCe)
+
+    let settings = ("full", None) :: [ for cap in (if quick then [ 16 ] else [ 64; 32; 16; 8; 4 ]) -> $"max bond {cap}", Some cap ]
+    let rows =
+        settings
+        |> ProgressBar.map "truncating and scoring" fst (fun (label, cap) ->
+            use scope = torch.NewDisposeScope()
+            let spec = TruncationSpec.MaxBond(defaultArg cap Int32.MaxValue)
+            let cuts = matrices |> List.map (ModelTruncation.cut spec)
+            let score (weight: ModelTruncation.Cut -> torch.Tensor) =
+                ModelTruncation.evaluateWith model matrices [ for c in cuts -> c.Name, weight c ] evaluate
+            { Label = label; Cap = cap; Summary = ModelTruncation.summarize matrices cuts
+              MpoCrossEntropy = score (fun c -> c.MpoWeight); SvdCrossEntropy = score (fun c -> c.SvdWeight) })
     let table =
         Tables.markdown
-            [ "truncation"; "bonds"; "params"; "ρ"; "central share"; "bound (rel)"; "error (rel)"; "SVD rank"; "SVD error (rel)" ]
-            [ for p in points ->
-                let r = p.Report
-                [ p.Label; Tables.factors r.Bonds; Tables.int64s r.Parameters; Tables.ratio r.CompressionRatio
-                  Tables.percent (float r.CentralParameters / float r.Parameters); Tables.ratio r.RelativeBound
-                  Tables.ratio (r.RelativeError.GetValueOrDefault()); string p.LowRankRank; Tables.ratio p.LowRankRelativeError ] ]
+            [ "truncation"; "MPO params"; "ρ"; "central share"; "error (rel, mean)"; "perplexity"; "SVD error (rel, mean)"; "SVD perplexity" ]
+            ([ "pre-trained (dense)"; Tables.int64s dense; Tables.ratio 1.0; "–"; Tables.ratio 0.0; sprintf "%.1f" (exp denseCe); Tables.ratio 0.0; sprintf "%.1f" (exp denseCe) ]
+             :: [ for r in rows ->
+                    let s = r.Summary
+                    [ r.Label; Tables.int64s s.MpoParameters; Tables.ratio (float s.MpoParameters / float s.DenseParameters)
+                      Tables.percent (float s.CentralParameters / float s.MpoParameters); Tables.ratio s.MeanRelativeError
+                      sprintf "%.1f" (exp r.MpoCrossEntropy); Tables.ratio s.SvdMeanRelativeError; sprintf "%.1f" (exp r.SvdCrossEntropy) ] ])
     printfn "%s\n" table
-    let entropy = Truncation.Entropy mpo.Spectra
-    printfn "entanglement entropy per bond (nats): %s"
-        (String.Join(", ", entropy |> Array.mapi (fun i s -> $"S_{i + 1} = {s:F3} (max {log (float mpo.Bonds.[i + 1]):F3})")))
     let reportPath = Path.Combine(outDir, "report.json")
     Json.write reportPath
-        {| source = {| file = source; tensor = Bundled.ffnMatrixTensor; rows = rows; cols = cols |}
-           decompose_seconds = seconds
-           entropy = entropy
-           points = [ for p in points -> {| label = p.Label; svd_rank = p.LowRankRank; svd_relative_error = p.LowRankRelativeError; mpo = p.Report |} ] |}
+        {| model = m.Name; architecture = model.Architecture; parameters = total; decomposed_parameters = dense
+           decompose_seconds = seconds; matrices = [ for x in matrices -> {| name = x.Name; rows = x.Rows; cols = x.Cols; factors = string x.Mpo.Factorization; full_bonds = x.Mpo.Bonds |} ]
+           full_mpo_parameters = full; central_parameters = central; predicted_tokens = scored; quick = quick
+           dense_cross_entropy = denseCe
+           truncations = [ for r in rows ->
+                             {| label = r.Label; max_bond = Option.toNullable r.Cap; mpo_parameters = r.Summary.MpoParameters
+                                central_parameters = r.Summary.CentralParameters; mean_relative_error = r.Summary.MeanRelativeError
+                                svd_mean_relative_error = r.Summary.SvdMeanRelativeError
+                                mpo_cross_entropy = r.MpoCrossEntropy; svd_cross_entropy = r.SvdCrossEntropy |} ] |}
     File.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
+    // the spectra of the first FFN input matrix: how fast a real weight's Schmidt values fall at each bond
+    let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && x.Rows <> x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
     let figures =
-        (DecompositionPlots.spectra "Schmidt values per bond of the bundled FFN matrix" mpo |> Export.save (Path.Combine(outDir, "spectra.html")) 1000 600)
-        @ (DecompositionPlots.tradeOff "Error against compression: MPO truncation vs truncated SVD" points
-           |> Export.save (Path.Combine(outDir, "error-vs-compression.html")) 1000 600)
+        (DecompositionPlots.spectra $"Schmidt values per bond of {ffn.Name}" ffn.Mpo |> Export.save (Path.Combine(outDir, "spectra.html")) 1000 600)
+        @ (perplexityFigure m denseCe rows |> Export.save (Path.Combine(outDir, "perplexity-vs-compression.html")) 1000 600)
     printfn "wrote %s" (String.Join(", ", reportPath :: Path.Combine(outDir, "table.md") :: figures))
     0

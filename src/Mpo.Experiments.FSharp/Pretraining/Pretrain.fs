@@ -27,12 +27,16 @@ type Corpus =
 
 let private tokenizerFolder (root: string) (m: TinyModel) = Path.Combine(root, "data", "tokenizers", m.Tokenizer)
 
-/// Tokenizes the bundled `lm` task and cuts it into the blocks the objective trains on. Documents are separated by
-/// the end-of-text token (GPT-2, T5) or framed per block with [CLS] … [SEP] (BERT).
-let corpus (root: string) (m: TinyModel) =
+/// How the objective reads the bundled `lm` task: its tokenizer, its collator, and how documents become blocks.
+/// Documents are separated by the end-of-text token (GPT-2, T5) or framed per block with [CLS] … [SEP] (BERT).
+type private Framing =
+    { Tokenizer: ITextTokenizer
+      Collator: IBatchCollator<int[]>
+      BlockLength: int
+      Separator: Nullable<int> }
+
+let private framing (root: string) (m: TinyModel) =
     let tokenizer = Tokenizers.FromFolder(tokenizerFolder root m)
-    let documents split =
-        (TextTasks.Read(root, TextTasks.Lm, split)).DocumentTexts() |> Seq.map tokenizer.Encode |> Array.ofSeq
     let eos () =
         let id = tokenizer.SpecialTokens.EndOfSequence
         if id.HasValue then id.Value else invalidOp (sprintf "%s has no end-of-sequence token" m.Tokenizer)
@@ -47,14 +51,27 @@ let corpus (root: string) (m: TinyModel) =
             let padding = m.Config["pad_token_id"].GetValue<int>()
             let struct (tokens, _) = SpanCorruptionCollator.Lengths(m.SequenceLength - 1)   // room for the input's </s>
             SpanCorruptionCollator(SpanCorruptionCollator.T5Sentinels vocab, eos (), padding) :> IBatchCollator<int[]>, tokens, Nullable(eos ())
-    let blocks split = TokenBlocks.Build(documents split, separator, blockLength, dropRemainder = false)
-    let trainDocuments = documents "train"
-    { Tokenizer = tokenizer
-      Collator = collator
-      Train = TokenBlocks.Build(trainDocuments, separator, blockLength, dropRemainder = false)
-      Dev = blocks "dev"
-      Test = blocks "test"
+    { Tokenizer = tokenizer; Collator = collator; BlockLength = blockLength; Separator = separator }
+
+let private documents (root: string) (tokenizer: ITextTokenizer) (split: string) =
+    (TextTasks.Read(root, TextTasks.Lm, split)).DocumentTexts() |> Seq.map tokenizer.Encode |> Array.ofSeq
+
+/// Tokenizes the bundled `lm` task and cuts it into the blocks the objective trains on.
+let corpus (root: string) (m: TinyModel) =
+    let f = framing root m
+    let blocks docs = TokenBlocks.Build(docs, f.Separator, f.BlockLength, dropRemainder = false)
+    let trainDocuments = documents root f.Tokenizer "train"
+    { Tokenizer = f.Tokenizer
+      Collator = f.Collator
+      Train = blocks trainDocuments
+      Dev = blocks (documents root f.Tokenizer "dev")
+      Test = blocks (documents root f.Tokenizer "test")
       TrainTokens = trainDocuments |> Array.sumBy (fun d -> int64 d.Length) }
+
+/// One held-out split's blocks and the objective's collator, without tokenizing the training split.
+let heldOut (root: string) (m: TinyModel) (split: string) =
+    let f = framing root m
+    f.Collator, TokenBlocks.Build(documents root f.Tokenizer split, f.Separator, f.BlockLength, dropRemainder = false)
 
 /// The label tokens a model is scored on: every label ≠ -100; for a causal LM the labels from position 1 on
 /// (HF GPT-2 shifts inside the model: position t predicts t+1).
