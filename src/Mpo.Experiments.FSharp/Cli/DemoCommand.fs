@@ -25,6 +25,8 @@ type private Row =
     { Label: string
       Cap: int option
       Summary: ModelTruncation.Summary
+      /// Per matrix: name, MPO parameters, MPO relative error, SVD rank, SVD relative error.
+      Matrices: (string * int64 * float * int * float) list
       MpoCrossEntropy: float
       SvdCrossEntropy: float }
 
@@ -76,7 +78,7 @@ let run (args: ParseResults<DemoArgs>) =
          | TinyModels.SpanCorruption -> "span-corruption cross-entropy")
         (Tables.int64s (int64 scored)) (if quick then " (first 4 batches, --quick)" else "") (exp denseCe)
 
-    let settings = ("full", None) :: [ for cap in (if quick then [ 16 ] else [ 64; 32; 16; 8; 4 ]) -> $"max bond {cap}", Some cap ]
+    let settings = ("full", None) :: [ for cap in (if quick then [ 16 ] else [ 64; 32; 16; 8 ]) -> $"max bond {cap}", Some cap ]
     let rows =
         settings
         |> ProgressBar.map "truncating and scoring" fst (fun (label, cap) ->
@@ -86,6 +88,7 @@ let run (args: ParseResults<DemoArgs>) =
             let score (weight: ModelTruncation.Cut -> torch.Tensor) =
                 ModelTruncation.evaluateWith model matrices [ for c in cuts -> c.Name, weight c ] evaluate
             { Label = label; Cap = cap; Summary = ModelTruncation.summarize matrices cuts
+              Matrices = [ for c in cuts -> c.Name, c.Report.Parameters, c.Report.RelativeError.GetValueOrDefault(), c.SvdRank, c.SvdRelativeError ]
               MpoCrossEntropy = score (fun c -> c.MpoWeight); SvdCrossEntropy = score (fun c -> c.SvdWeight) })
     let table =
         Tables.markdown
@@ -107,7 +110,9 @@ let run (args: ParseResults<DemoArgs>) =
                              {| label = r.Label; max_bond = Option.toNullable r.Cap; mpo_parameters = r.Summary.MpoParameters
                                 central_parameters = r.Summary.CentralParameters; mean_relative_error = r.Summary.MeanRelativeError
                                 svd_mean_relative_error = r.Summary.SvdMeanRelativeError
-                                mpo_cross_entropy = r.MpoCrossEntropy; svd_cross_entropy = r.SvdCrossEntropy |} ] |}
+                                mpo_cross_entropy = r.MpoCrossEntropy; svd_cross_entropy = r.SvdCrossEntropy
+                                matrices = [ for (name, p, e, rank, se) in r.Matrices ->
+                                               {| name = name; mpo_parameters = p; relative_error = e; svd_rank = rank; svd_relative_error = se |} ] |} ] |}
     File.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
     // the spectra of the first FFN input matrix: how fast a real weight's Schmidt values fall at each bond
     let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && x.Rows <> x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
