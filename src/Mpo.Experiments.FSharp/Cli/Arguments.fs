@@ -97,7 +97,7 @@ type FinetuneArgs =
         member a.Usage =
             match a with
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
-            | Task _ -> "spam, sotu-party, all (default), or a GLUE classification task name with --data."
+            | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
             | Epochs _ -> "passes over the training split (default 3)."
             | Batch_Size _ -> "examples per update (default 16)."

@@ -1,5 +1,5 @@
 /// `mpo finetune`: full fine-tuning of pre-trained checkpoints (by default the bundled tiny models) on classification
-/// tasks (by default the bundled ones); prints and writes the baselines table. Interrupted runs resume.
+/// and regression tasks (by default the bundled ones); prints and writes the baselines table. Interrupted runs resume.
 module Mpo.Experiments.Cli.FinetuneCommand
 
 open System

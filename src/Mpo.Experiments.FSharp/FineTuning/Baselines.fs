@@ -31,24 +31,31 @@ let table (outcomes: Outcome list) =
             let devShown = metrics |> List.map (fun m -> sprintf "%s %s" m (metricCell o.Dev m)) |> String.concat ", "
             [ o.Model; o.Task; o.Formulation; Tables.int64s o.TrainableParameters
               sprintf "%s (best %s)" (Tables.int64s o.Steps) (Tables.int64s o.BestStep)
-              devShown; shown; Tables.ratio o.MajorityTestAccuracy
+              devShown; shown; (if Double.IsNaN o.MajorityTestAccuracy then "–" else Tables.ratio o.MajorityTestAccuracy)
               (if o.Formulation = TextToText.Name then sprintf "%d / %d" o.TestInvalid o.TestExamples else "–")
               (o.TrainSeconds / 60.0).ToString("0.0", Globalization.CultureInfo.InvariantCulture) ] ]
     Tables.markdown
         [ "model"; "task"; "head"; "trained params"; "updates"; "dev (best)"; "test"; "majority acc."; "invalid answers"; "minutes" ]
         rows
 
-/// Test accuracy per task, one bar per model, and the majority class's accuracy as the floor.
+/// Test accuracy per task (the leading metric where a task has no accuracy: CoLA, STS-B), one bar per model, and the
+/// majority class's accuracy as the floor.
 let figure (outcomes: Outcome list) =
-    let taskNames = tasks |> List.map (fun t -> t.Name) |> List.filter (fun t -> outcomes |> List.exists (fun o -> o.Task = t))
+    let taskNames = outcomes |> List.map (fun o -> o.Task) |> List.distinct
+    let leading t =
+        let task = TextTasks.ByName t
+        if Seq.contains TaskMetric.Accuracy task.Metrics then "accuracy" else leadingMetric task
+    let keys = [ for t in taskNames -> sprintf "%s (%s)" t (leading t) ]
+    let value (o: Outcome) = match o.Test.TryGetValue(leading o.Task) with | true, v -> v | _ -> nan
     let bars =
         [ for m in outcomes |> List.map (fun o -> o.Model) |> List.distinct ->
-            let values = [ for t in taskNames -> outcomes |> List.tryFind (fun o -> o.Model = m && o.Task = t) |> Option.map (fun o -> o.Test.["accuracy"]) |> Option.defaultValue nan ]
-            Chart.Column(values = values, Keys = taskNames, Name = m) ]
-    let majority = [ for t in taskNames -> (outcomes |> List.find (fun o -> o.Task = t)).MajorityTestAccuracy ]
-    bars @ [ Chart.Column(values = majority, Keys = taskNames, Name = "majority class", MarkerColor = Color.fromString "lightgray") ]
+            let values = [ for t in taskNames -> outcomes |> List.tryFind (fun o -> o.Model = m && o.Task = t) |> Option.map value |> Option.defaultValue nan ]
+            Chart.Column(values = values, Keys = keys, Name = m) ]
+    let majority =
+        [ for t in taskNames -> if leading t = "accuracy" then (outcomes |> List.find (fun o -> o.Task = t)).MajorityTestAccuracy else nan ]
+    bars @ [ Chart.Column(values = majority, Keys = keys, Name = "majority class (accuracy)", MarkerColor = Color.fromString "lightgray") ]
     |> Chart.combine
-    |> Chart.withYAxisStyle ("test accuracy", MinMax = (0.0, 1.0))
+    |> Chart.withYAxisStyle ("test accuracy (or the task's metric)", MinMax = (0.0, 1.0))
     |> Chart.withTitle "Full fine-tuning of the bundled tiny models"
 
 /// The report: settings, the table, and where the numbers come from.
@@ -81,7 +88,7 @@ let write (folder: string) (outcomes: Outcome list) (machine: string) =
             {| model = o.Model; task = o.Task; head = o.Formulation; steps = o.Steps; best_step = o.BestStep
                train_seconds = o.TrainSeconds; parameters = o.Parameters; trainable_parameters = o.TrainableParameters
                dev = o.Dev; test = o.Test; test_invalid = o.TestInvalid; test_examples = o.TestExamples
-               majority_test_accuracy = o.MajorityTestAccuracy
+               majority_test_accuracy = (if Double.IsNaN o.MajorityTestAccuracy then Nullable() else Nullable o.MajorityTestAccuracy)
                settings = {| epochs = o.Settings.Epochs; batch_size = o.Settings.BatchSize; learning_rate = o.Settings.LearningRate
                              warmup_ratio = o.Settings.WarmupRatio; weight_decay = o.Settings.WeightDecay
                              max_length = o.Settings.MaxLength; seed = o.Settings.Seed

@@ -1,6 +1,7 @@
-/// Fine-tuning a pre-trained checkpoint on a classification task (issue 3 §6): every parameter trained, the
-/// baseline MPOP's lightweight fine-tuning and MPOE's experts are compared against. Encoders and GPT-2 get their
-/// family's classification head; T5 answers text to text, generating the class word (as MPOE trains it on GLUE).
+/// Fine-tuning a pre-trained checkpoint on a classification or regression task (issue 3 §6): every parameter
+/// trained, the baseline MPOP's lightweight fine-tuning and MPOE's experts are compared against. Encoders and GPT-2
+/// get their family's classification head (one output for regression); T5 answers text to text, generating the class
+/// word or the score written out (as MPOE trains it on GLUE).
 /// Runs are resumable; the best dev checkpoint by the task's leading metric is scored on the test split.
 module Mpo.Experiments.FineTuning.FineTune
 
@@ -15,11 +16,12 @@ open Mpo.Models
 open Mpo.Tokenization
 open Mpo.Training
 
-/// How a model answers a classification task.
+/// How a model answers a task.
 type Formulation =
     /// The family's sequence-classification head (HF class name): BERT's pooled [CLS], GPT-2's last token.
     | Head of architecture: string
-    /// An encoder-decoder generates the class word (<see cref="TextToTextFormat"/>); anything else counts as wrong.
+    /// An encoder-decoder generates the class word or the score (<see cref="TextToTextFormat"/>); anything else counts
+    /// as wrong.
     | TextToText
 
     member f.Name =
@@ -73,10 +75,10 @@ type Outcome =
       TrainableParameters: int64
       Dev: Scores
       Test: Scores
-      /// Test answers that were no class word (text to text only; counted wrong).
+      /// Test answers that were no class word or no number (text to text only; counted wrong, or as −1).
       TestInvalid: int
       TestExamples: int
-      /// Accuracy of always answering the training split's most frequent class.
+      /// Accuracy of always answering the training split's most frequent class (NaN for regression).
       MajorityTestAccuracy: float }
 
 let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
@@ -112,13 +114,25 @@ let private readTest (folder: string) (task: TextTask) =
         let data = TaskFiles.Read(task, path)
         if data.Labeled then Some data.Examples else None
 
-/// Predicted classes of <c>examples</c> in fixed, unshuffled batches. A text-to-text answer that is no class word
-/// becomes -1.
-let predict (model: PretrainedModel) (f: Formulation) (collator: IBatchCollator<EncodedExample>) (batchSize: int) (examples: IReadOnlyList<EncodedExample>) =
+/// What a model answered for each example: a class (-1: a text-to-text answer that is no class word), or a score
+/// (NaN: a text-to-text answer that is no number).
+type Answers =
+    | Classes of int list
+    | Scores of float list
+
+    /// Answers that were neither a class word nor a number.
+    member a.Invalid =
+        match a with
+        | Classes c -> c |> List.filter (fun p -> p < 0) |> List.length
+        | Scores s -> s |> List.filter Double.IsNaN |> List.length
+
+/// The model's answers for <c>examples</c>, in fixed, unshuffled batches.
+let predict (model: PretrainedModel) (f: Formulation) (tokenizer: ITextTokenizer) (collator: IBatchCollator<EncodedExample>)
+            (batchSize: int) (examples: IReadOnlyList<EncodedExample>) =
     let wasTraining = model.training
     model.eval ()
     use _ = torch.no_grad ()
-    let predictions = ResizeArray<int>(examples.Count)
+    let classes, scores = ResizeArray<int>(examples.Count), ResizeArray<float>(examples.Count)
     for start in 0 .. batchSize .. examples.Count - 1 do
         use scope = torch.NewDisposeScope()
         let items = [| for i in start .. min (examples.Count - 1) (start + batchSize - 1) -> examples.[i] |]
@@ -127,31 +141,48 @@ let predict (model: PretrainedModel) (f: Formulation) (collator: IBatchCollator<
         match f with
         | Head _ ->
             let logits = model.forward(ModelInputs(inputs.InputIds, AttentionMask = inputs.AttentionMask, TokenTypeIds = inputs.TokenTypeIds)).Logits
-            predictions.AddRange(logits.argmax(-1L).data<int64>().ToArray() |> Array.map int)
+            if model.Config.IsRegression then scores.AddRange(logits.select(-1L, 0L).``to``(torch.float64).data<float>().ToArray())
+            else classes.AddRange(logits.argmax(-1L).data<int64>().ToArray() |> Array.map int)
         | TextToText ->
             let t2t = collator :?> TextToTextCollator
             let out = Generation.Generate(model, inputs.InputIds, inputs.AttentionMask, GenerationOptions(MaxNewTokens = t2t.MaxTargetTokens))
             let sequences = out.Sequences.data<int64>().ToArray()
             let width = int out.Sequences.shape.[1]
             for r in 0 .. items.Length - 1 do
-                predictions.Add(t2t.ClassOf(ReadOnlySpan(sequences, r * width, width)))
+                let row = ReadOnlySpan(sequences, r * width, width)
+                if t2t.IsRegression then
+                    let answer = tokenizer.Decode(t2t.AnswerIds row, skipSpecialTokens = true)
+                    scores.Add(TextToTextFormat.ParseScore answer |> Option.ofNullable |> Option.defaultValue nan)
+                else classes.Add(t2t.ClassOf row)
     if wasTraining then model.train ()
-    List.ofSeq predictions
+    if scores.Count > 0 then Scores(List.ofSeq scores) else Classes(List.ofSeq classes)
 
-/// The task's metrics for predictions against gold classes; an invalid answer (-1) counts as a wrong class.
+/// The task's metrics for predicted classes against gold ones; an invalid answer (-1) counts as a wrong class.
 let score (task: TextTask) (predictions: int list) (gold: int list) : Scores =
     let n = task.NumLabels
     let answered = List.map2 (fun p g -> if p < 0 then (g + 1) % n else p) predictions gold
     let metrics = TaskMetrics.Compute(task, ResizeArray answered, ResizeArray gold)
     readOnlyDict [ for KeyValue(m, v) in metrics -> metricName m, v ]
 
-let private gold (examples: IReadOnlyList<EncodedExample>) = [ for e in examples -> e.Label.Value ]
+/// The task's metrics for predicted scores against gold ones; an answer that is no number (NaN) counts as −1, as T5's
+/// STS-B post-processing scores it. A constant answer has no correlation with anything: SciPy (and TaskMetrics) say
+/// NaN, which can neither be logged as JSON nor ranked for the best checkpoint, so it is reported as 0.
+let scoreRegression (task: TextTask) (predictions: float list) (gold: float list) : Scores =
+    let answered = predictions |> List.map (fun p -> if Double.IsNaN p then -1.0 else p)
+    let metrics = TaskMetrics.Compute(task, ResizeArray answered, ResizeArray gold)
+    readOnlyDict [ for KeyValue(m, v) in metrics -> metricName m, (if Double.IsNaN v then 0.0 else v) ]
+
+/// The metrics of <c>answers</c> against the examples' labels or scores.
+let evaluateAnswers (task: TextTask) (answers: Answers) (examples: IReadOnlyList<EncodedExample>) : Scores =
+    match answers with
+    | Classes c -> score task c [ for e in examples -> e.Label.Value ]
+    | Scores p -> scoreRegression task p [ for e in examples -> e.Score.Value ]
 
 /// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c>, whose labelled train/dev/test TSV files are in
 /// <c>dataFolder</c>; checkpoints and metrics.jsonl go to <c>runFolder</c> (a killed run resumes there).
 let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
-    if task.Kind <> TaskKind.Classification then
-        invalidArg "task" (sprintf "task '%s' is %A; fine-tuning baselines cover classification tasks" task.Name task.Kind)
+    if task.Kind = TaskKind.LanguageModeling then
+        invalidArg "task" (sprintf "task '%s' is language modelling; fine-tuning covers classification and regression tasks" task.Name)
     let config =
         use checkpoint = CheckpointFolder.Open modelFolder
         ModelRegistry.ReadConfig checkpoint
@@ -184,7 +215,9 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         | Head architecture ->
             // GPT-2 checkpoints have no pad id; its classifier finds each row's end by the id batches are padded with
             let padding = if config.PadTokenId.HasValue then Nullable() else Nullable(SequenceFraming.For(tokenizer).Padding)
-            PretrainedModel.Load(modelFolder, architecture, task.LabelNames, padTokenId = padding)
+            // one output for a regression task: HF's rule (num_labels = 1) then makes the head regress with MSE
+            let labels = if task.IsRegression then [| "LABEL_0" |] :> Collections.Generic.IReadOnlyList<_> else task.LabelNames
+            PretrainedModel.Load(modelFolder, architecture, labels, padTokenId = padding)
         | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
     use model = model
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
@@ -204,18 +237,18 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
         let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
         LossOutput(out.Loss, tokens)
-    let evaluate () = score task (predict model f prepared.Collator 64 prepared.Dev) (gold prepared.Dev)
+    let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
     let dev = match best with Some e -> e.Metrics | None -> evaluate ()
-    let testPredictions = predict model f prepared.Collator 64 prepared.Test
-    let testGold = gold prepared.Test
+    let testAnswers = predict model f tokenizer prepared.Collator 64 prepared.Test
     let majority =
-        let counts = prepared.Train |> Seq.countBy (fun e -> e.Label.Value)
-        let top = counts |> Seq.maxBy snd |> fst
-        float (testGold |> List.filter ((=) top) |> List.length) / float (max 1 testGold.Length)
+        if task.IsRegression || prepared.Test.Count = 0 then nan
+        else
+            let top = prepared.Train |> Seq.countBy (fun e -> e.Label.Value) |> Seq.maxBy snd |> fst
+            float (prepared.Test |> Seq.filter (fun e -> e.Label.Value = top) |> Seq.length) / float prepared.Test.Count
     { Model = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath modelFolder))
       Task = task.Name
       Formulation = f.Name
@@ -226,7 +259,7 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
       Parameters = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
       TrainableParameters = model.parameters () |> Seq.filter (fun p -> p.requires_grad) |> Seq.sumBy (fun p -> p.numel ())
       Dev = dev
-      Test = (if testGold.IsEmpty then readOnlyDict [] else score task testPredictions testGold)
-      TestInvalid = testPredictions |> List.filter (fun p -> p < 0) |> List.length
-      TestExamples = testGold.Length
+      Test = (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task testAnswers prepared.Test)
+      TestInvalid = testAnswers.Invalid
+      TestExamples = prepared.Test.Count
       MajorityTestAccuracy = majority }

@@ -30,8 +30,38 @@ let tests =
             Expect.equal (spam.Input(example "Buy now" null 1)) "spam text: Buy now" "bundled: task and column name"
             Expect.sequenceEqual spam.Targets [ "ham"; "spam" ] "bundled: label names" }
 
+        test "STS-B: T5's prefix, the score rounded to the nearest 0.2 with one decimal, answers parsed back" {
+            let stsb = TextToTextFormat.For GlueTasks.STSB
+            Expect.isTrue stsb.IsRegression "a regression format"
+            Expect.equal (stsb.Input(TextExample("x", "A man sings.", "A man is singing.", Nullable(), Nullable 4.2))) "stsb sentence1: A man sings. sentence2: A man is singing." "input"
+            Expect.equal [ for s in [ 3.77; 3.7; 0.0; 5.0; 2.1; 0.09 ] -> stsb.ScoreTarget s ] [ "3.8"; "3.8"; "0.0"; "5.0"; "2.2"; "0.0" ] "round(5·s)/5, one decimal (2.1·5 = 10.5 rounds away from zero)"
+            Expect.equal (stsb.ScoreTargets() |> Seq.length) 26 "0.0, 0.2, …, 5.0"
+            Expect.equal (TextToTextFormat.ParseScore " 3.8") (Nullable 3.8) "a number"
+            Expect.equal (TextToTextFormat.ParseScore "three") (Nullable()) "no number"
+            Expect.equal (TextToTextFormat.ParseScore "NaN") (Nullable()) "not finite"
+            throwsWith<InvalidOperationException> [ "'spam'"; "classification" ] (fun () -> (TextToTextFormat.For TextTasks.Spam).ScoreTarget 1.0 |> ignore) |> ignore }
+
+        test "regression batches: labels are the written score + </s>; decoding budget covers every score" {
+            let t = t5.Value
+            let stsb = TextToTextFormat.For GlueTasks.STSB
+            let collator = TextToTextCollator.For(t, stsb, 64)
+            Expect.isTrue collator.IsRegression "no class targets"
+            let examples = [ TextExample("a", "One.", "Two.", Nullable(), Nullable 3.77); TextExample("b", "Three.", "Four.", Nullable(), Nullable 0.0) ]
+            let encoded = TextToTextCollator.Encode(t, stsb, examples)
+            let batch = collator.Collate(encoded, BatchKey())
+            let eos = int64 t.SpecialTokens.EndOfSequence.Value
+            for r, target in [ 0, "3.8"; 1, "0.0" ] do
+                let expected = Array.append (longs (t.Encode target)) [| eos |]
+                Expect.equal (batch.Labels.RowArray r).[.. expected.Length - 1] expected $"row {r}: '{target}' then </s>"
+            let longest = stsb.ScoreTargets() |> Seq.map (fun s -> (t.Encode s).Length) |> Seq.max
+            Expect.equal collator.MaxTargetTokens (longest + 1) "the longest written score and </s>"
+            let generated = Array.concat [ [| 0L |]; longs (t.Encode "3.8"); [| eos; 0L |] ]
+            Expect.equal (t.Decode(collator.AnswerIds(ReadOnlySpan generated), skipSpecialTokens = true)) "3.8" "the answer decodes back"
+            throwsWith<ArgumentException> [ "Example 0"; "no written score" ] (fun () ->
+                collator.Collate([ EncodedExample([| 5 |], null, Nullable(), Nullable 1.0) ], BatchKey()) |> ignore) |> ignore }
+
         test "formats refuse what they cannot express, naming the problem" {
-            throwsWith<ArgumentException> [ "STS-B"; "Regression"; "classification tasks only" ] (fun () -> TextToTextFormat.For GlueTasks.STSB |> ignore) |> ignore
+            throwsWith<ArgumentException> [ "'lm'"; "language modelling" ] (fun () -> TextToTextFormat.For TextTasks.Lm |> ignore) |> ignore
             throwsWith<ArgumentException> [ "'z'"; "lacks a second text"; "pairs" ] (fun () ->
                 (TextToTextFormat.For GlueTasks.RTE).Input(TextExample("z", "only one", null, Nullable 0, Nullable())) |> ignore) |> ignore
             throwsWith<ArgumentOutOfRangeException> [ "label"; "0..1" ] (fun () -> (TextToTextFormat.For TextTasks.Spam).Target 2 |> ignore) |> ignore }

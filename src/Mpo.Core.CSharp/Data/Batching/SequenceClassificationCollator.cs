@@ -10,7 +10,9 @@ namespace Mpo.Data.Batching;
 /// <param name="Second">The second text's ids for a pair task; null otherwise.</param>
 /// <param name="Label">The class index, or null.</param>
 /// <param name="Score">The regression target, or null.</param>
-public sealed record EncodedExample(int[] First, int[]? Second, int? Label, double? Score);
+/// <param name="Target">Text to text: the target's ids when they depend on the example (a score written out); null
+/// when the class decides them.</param>
+public sealed record EncodedExample(int[] First, int[]? Second, int? Label, double? Score, int[]? Target = null);
 
 /// <summary>
 /// Batches for sequence classification and regression heads: each example framed by the model family's special
