@@ -11,30 +11,33 @@ open Mpo.Data
 open Mpo.Experiments.FineTuning
 open Mpo.Experiments.Tests.Support
 
-/// A spam-format task whose class is carried by the words alone: class 0 texts draw from one list, class 1 texts
-/// from a disjoint one (seeded). Separable, but only by a model that learns which words mean what.
+/// Two disjoint word lists: texts drawn from one or the other are separable, but only by a model that learns which
+/// words mean what.
+let private words =
+    [| [| "peace"; "trade"; "congress"; "budget"; "nation"; "law"; "people"; "treaty" |]
+       [| "whale"; "ship"; "harpoon"; "captain"; "sea"; "sail"; "crew"; "ocean" |] |]
+
+let private sentence (random: Random) (list: int) (length: int) =
+    String.Join(" ", Array.init length (fun _ -> words.[list].[random.Next 8]))
+
+/// A spam-format task whose class is the word list of its text (seeded).
 let private writeSeparableTask (dir: string) =
-    let words = [| [| "peace"; "trade"; "congress"; "budget"; "nation"; "law"; "people"; "treaty" |]
-                   [| "whale"; "ship"; "harpoon"; "captain"; "sea"; "sail"; "crew"; "ocean" |] |]
     let random = Random 20221012
     let examples split n =
         [ for i in 0 .. n - 1 ->
             let label = i % 2
-            let text = String.Join(" ", Array.init 6 (fun _ -> words.[label].[random.Next 8]))
-            TextExample($"{split}/{i}", text, null, Nullable label, Nullable(), $"{split}/{i}") ]
+            TextExample($"{split}/{i}", sentence random label 6, null, Nullable label, Nullable(), $"{split}/{i}") ]
     for split, n in [ "train", 96; "dev", 24; "test", 24 ] do
         TaskFiles.Write(TextTasks.Spam, Path.Combine(dir, split + ".tsv"), examples split n)
 
 /// STS-B's format (pairs with a 0–5 score): 5.0 when the first sentence uses the second word list, else 0.0.
 let private writeSeparableRegression (dir: string) =
-    let words = [| [| "peace"; "trade"; "congress"; "budget"; "nation"; "law"; "people"; "treaty" |]
-                   [| "whale"; "ship"; "harpoon"; "captain"; "sea"; "sail"; "crew"; "ocean" |] |]
     let random = Random 20210801
-    let sentence (list: int) = String.Join(" ", Array.init 5 (fun _ -> words.[list].[random.Next 8]))
     let examples split n =
         [ for i in 0 .. n - 1 ->
             let kind = i % 2
-            TextExample($"{i}", sentence kind, sentence (random.Next 2), Nullable(), Nullable(if kind = 1 then 5.0 else 0.0)) ]
+            let first = sentence random kind 5
+            TextExample($"{i}", first, sentence random (random.Next 2) 5, Nullable(), Nullable(if kind = 1 then 5.0 else 0.0)) ]
     for split, n in [ "train", 96; "dev", 48; "test", 48 ] do
         TaskFiles.Write(GlueTasks.STSB, Path.Combine(dir, split + ".tsv"), examples split n)
 
@@ -44,6 +47,19 @@ let private results (folder: string) =
 
 let private number (e: JsonElement) (path: string list) =
     path |> List.fold (fun (x: JsonElement) (k: string) -> x.GetProperty k) e |> fun x -> x.GetDouble()
+
+/// Writes a task with <c>write</c>, runs `mpo finetune MODEL --data … --out … ARGS` on it, and returns the one
+/// result row and the output folder.
+let private finetuneOn (dir: string) (write: string -> unit) (model: string) (args: string list) =
+    let data = Path.Combine(dir, "task")
+    Directory.CreateDirectory data |> ignore
+    write data
+    let out = Path.Combine(dir, "out")
+    let run = mpo dir ([ "finetune"; model; "--data"; data; "--learning-rate"; "1e-3"; "--out"; out ] @ args)
+    Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
+    let r = results out |> List.exactlyOne
+    Expect.equal (r.GetProperty("model").GetString()) model "the model"
+    r, out
 
 [<Tests>]
 let tests =
@@ -67,15 +83,7 @@ let tests =
                |> List.map (fun (model, head, epochs) ->
             test $"{model} learns a task only the words separate ({head})" {
                 inTempDir (fun dir ->
-                    let data = Path.Combine(dir, "task")
-                    Directory.CreateDirectory data |> ignore
-                    writeSeparableTask data
-                    let out = Path.Combine(dir, "out")
-                    let run = mpo dir [ "finetune"; model; "--task"; "spam"; "--data"; data; "--epochs"; string epochs
-                                        "--learning-rate"; "1e-3"; "--max-length"; "16"; "--out"; out ]
-                    Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
-                    let r = results out |> List.exactlyOne
-                    Expect.equal (r.GetProperty("model").GetString()) model "the model"
+                    let r, out = finetuneOn dir writeSeparableTask model [ "--task"; "spam"; "--epochs"; string epochs; "--max-length"; "16" ]
                     Expect.equal (r.GetProperty("head").GetString()) head "the family's head"
                     Expect.equal (r.GetProperty("test_examples").GetInt32()) 24 "the given test split"
                     Expect.equal (number r [ "trainable_parameters" ]) (number r [ "parameters" ]) "full fine-tuning trains everything"
@@ -93,14 +101,7 @@ let tests =
                |> List.map (fun (model, head, epochs, pearson) ->
             test $"{model} learns a word-separable STS-B-format regression ({head})" {
                 inTempDir (fun dir ->
-                    let data = Path.Combine(dir, "stsb")
-                    Directory.CreateDirectory data |> ignore
-                    writeSeparableRegression data
-                    let out = Path.Combine(dir, "out")
-                    let run = mpo dir [ "finetune"; model; "--task"; "STS-B"; "--data"; data; "--epochs"; string epochs
-                                        "--learning-rate"; "1e-3"; "--max-length"; "32"; "--out"; out ]
-                    Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
-                    let r = results out |> List.exactlyOne
+                    let r, out = finetuneOn dir writeSeparableRegression model [ "--task"; "STS-B"; "--epochs"; string epochs; "--max-length"; "32" ]
                     Expect.equal (r.GetProperty("head").GetString()) head "the family's head"
                     Expect.isGreaterThanOrEqual (number r [ "test"; "pearson" ]) pearson "learned the scores (Pearson)"
                     Expect.equal (r.GetProperty("test_invalid").GetInt32()) 0 "every answer is a number"
@@ -108,7 +109,7 @@ let tests =
                     Expect.stringContains (File.ReadAllText(Path.Combine(out, "README.md"))) "pearson" "the table shows STS-B's metrics")
             })
 
-        yield test "bad input: unknown model, regression task, a task without data, unlabelled dev split" {
+        yield test "bad input: unknown model, a language-modelling task, a task without data, unlabelled dev split" {
             inTempDir (fun dir ->
                 let bad args fragment =
                     let run = mpo dir ("finetune" :: args)
