@@ -1,4 +1,4 @@
-// Writes data/bundled/ffn-3072x768.safetensors, the main job's embedded default matrix (recipe and why:
+// Writes data/bundled/ffn-3072x768.safetensors, the decomposition walkthrough's synthetic FFN matrix (recipe and why:
 // src/Mpo.Experiments.FSharp/Data/SyntheticWeights.fs). Deterministic: re-running reproduces the committed file.
 //   ./scripts/fsi scripts/make-bundled-matrix.fsx
 #load "references.fsx"

@@ -20,6 +20,6 @@ let root () = Path.GetDirectoryName(dataFolder ())
 /// The bundled pre-trained tiny models (models/<name>, Hugging Face layout).
 let modelsFolder () = Path.Combine(root (), "models")
 
-/// The embedded default matrix of the main job: see data/bundled/README.md.
+/// The synthetic BERT-base-sized FFN matrix of the decomposition walkthrough: see data/bundled/README.md.
 let ffnMatrixFile () = Path.Combine(dataFolder (), "bundled", "ffn-3072x768.safetensors")
 let ffnMatrixTensor = "synthetic.ffn.intermediate.weight"
