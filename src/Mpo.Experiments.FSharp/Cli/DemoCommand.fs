@@ -115,7 +115,7 @@ let run (args: ParseResults<DemoArgs>) =
                                                {| name = name; mpo_parameters = p; relative_error = e; svd_rank = rank; svd_relative_error = se |} ] |} ] |}
     File.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
     // the spectra of the first FFN input matrix: how fast a real weight's Schmidt values fall at each bond
-    let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && x.Rows <> x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
+    let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
     let figures =
         (DecompositionPlots.spectra $"Schmidt values per bond of {ffn.Name}" ffn.Mpo |> Export.save (Path.Combine(outDir, "spectra.html")) 1000 600)
         @ (perplexityFigure m denseCe rows |> Export.save (Path.Combine(outDir, "perplexity-vs-compression.html")) 1000 600)

@@ -19,7 +19,7 @@ let private modelFolder (name: string) =
     else invalidArg "models" (sprintf "'%s' is neither a bundled model (%s) nor a checkpoint folder" name (String.Join(", ", Baselines.models)))
 
 let private finetuneOne (folder: string) (task: TextTask) (data: string) (settings: FineTune.Settings) (runs: string) =
-    let name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath folder))
+    let name = FineTune.modelName folder
     let run = Path.Combine(runs, sprintf "%s-%s" name task.Name)
     let metric = FineTune.leadingMetric task
     printfn "fine-tuning %s on %s; run folder %s" name task.Name run
@@ -37,8 +37,9 @@ let private finetuneOne (folder: string) (task: TextTask) (data: string) (settin
                         | _ -> () }
             FineTune.run folder task data settings run progress)
     let shown (scores: FineTune.Scores) = String.Join(", ", [ for KeyValue(k, v) in scores -> sprintf "%s %.4f" k v ])
-    printfn "%s on %s: test %s (majority %.4f) after %d updates (best %d) in %.1f min"
-        name task.Name (shown outcome.Test) outcome.MajorityTestAccuracy outcome.Steps outcome.BestStep (outcome.TrainSeconds / 60.0)
+    let majority = if Double.IsNaN outcome.MajorityTestAccuracy then "" else sprintf " (majority %.4f)" outcome.MajorityTestAccuracy
+    printfn "%s on %s: test %s%s after %d updates (best %d) in %.1f min"
+        name task.Name (shown outcome.Test) majority outcome.Steps outcome.BestStep (outcome.TrainSeconds / 60.0)
     outcome
 
 let run (args: ParseResults<FinetuneArgs>) =

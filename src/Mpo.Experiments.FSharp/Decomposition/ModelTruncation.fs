@@ -23,7 +23,9 @@ type Matrix =
       Mpo: MatrixProductOperator
       U: Tensor
       S: Tensor
-      Vh: Tensor }
+      Vh: Tensor
+      /// The singular values, for the SVD baseline's error (Eckart–Young) without reconstructing.
+      Singular: float[] }
 
     member m.Rows = int m.Weight.shape.[0]
     member m.Cols = int m.Weight.shape.[1]
@@ -35,7 +37,8 @@ let decompose (weights: (string * Tensor) list) =
         let w64 = w.detach().``to``(torch.float64)
         let f = FactorizationChooser.Choose(int w64.shape.[0], int w64.shape.[1])
         let struct (u, s, vh) = torch.linalg.svd(w64, fullMatrices = false)
-        { Name = name; Weight = w64; Mpo = MpoDecomposer.Decompose(w64, f, torch.float64); U = u; S = s; Vh = vh } ]
+        { Name = name; Weight = w64; Mpo = MpoDecomposer.Decompose(w64, f, torch.float64); U = u; S = s; Vh = vh
+          Singular = s.data<float>().ToArray() } ]
 
 /// One matrix under one truncation: the MPO's report (error measured) and reconstruction, and the best rank-r
 /// approximation whose r·(rows + cols) parameters fit in the MPO's count.
@@ -51,12 +54,11 @@ let cut (spec: TruncationSpec) (m: Matrix) =
     let bonds = Truncation.Plan(m.Mpo.Factorization, m.Mpo.Spectra, spec)
     use truncated = m.Mpo.Truncate(bonds)
     let mpoWeight = truncated.Reconstruct()
-    let norm = m.Weight.norm().item<float>()
     let report = TruncationReport.Create(m.Mpo, bonds, (mpoWeight - m.Weight).norm().item<float>())
     let rank = min (int (report.Parameters / int64 (m.Rows + m.Cols))) (min m.Rows m.Cols)
     let svdWeight = m.U.narrow(1, 0, int64 rank).mul(m.S.narrow(0, 0, int64 rank)).matmul(m.Vh.narrow(0, 0, int64 rank))
     { Name = m.Name; Report = report; MpoWeight = mpoWeight; SvdRank = rank; SvdWeight = svdWeight
-      SvdRelativeError = (if norm = 0.0 then 0.0 else (svdWeight - m.Weight).norm().item<float>() / norm) }
+      SvdRelativeError = TruncationSweep.lowRankError m.Singular rank }
 
 /// Runs <c>evaluate</c> with the given matrices copied into the model's parameters, then puts the pre-trained
 /// weights back (the model is left as it was found).

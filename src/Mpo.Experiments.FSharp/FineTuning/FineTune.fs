@@ -93,6 +93,9 @@ let formulation (config: ModelConfig) =
     | null -> invalidArg "model" (sprintf "model_type '%s' has neither a classification head nor a text-to-text head" config.ModelType)
     | architecture -> Head architecture
 
+/// A checkpoint folder's name, as results name the model ("tiny-bert").
+let modelName (folder: string) = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath folder))
+
 /// What the run needs from the data: encoded splits, the collator, and how to read predictions.
 type private Prepared =
     { Collator: IBatchCollator<EncodedExample>
@@ -198,17 +201,16 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         | Some n -> all |> Seq.truncate n |> Array.ofSeq :> IReadOnlyList<_>
         | None -> all
     let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>)
-    let prepared =
+    let collator, encode =
         match f with
         | Head _ ->
-            let encode examples = SequenceClassificationCollator.Encode(tokenizer, examples)
-            { Collator = SequenceClassificationCollator(SequenceFraming.For tokenizer, maxLength)
-              Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
+            SequenceClassificationCollator(SequenceFraming.For tokenizer, maxLength) :> IBatchCollator<_>,
+            fun examples -> SequenceClassificationCollator.Encode(tokenizer, examples)
         | TextToText ->
             let format = TextToTextFormat.For task
-            let encode examples = TextToTextCollator.Encode(tokenizer, format, examples)
-            { Collator = TextToTextCollator.For(tokenizer, format, maxLength)
-              Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
+            TextToTextCollator.For(tokenizer, format, maxLength), fun examples -> TextToTextCollator.Encode(tokenizer, format, examples)
+    let prepared =
+        { Collator = collator; Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
     torch.manual_seed settings.Seed |> ignore    // the fresh head's initialization
     let struct (model, _) =
         match f with
@@ -249,7 +251,7 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         else
             let top = prepared.Train |> Seq.countBy (fun e -> e.Label.Value) |> Seq.maxBy snd |> fst
             float (prepared.Test |> Seq.filter (fun e -> e.Label.Value = top) |> Seq.length) / float prepared.Test.Count
-    { Model = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath modelFolder))
+    { Model = modelName modelFolder
       Task = task.Name
       Formulation = f.Name
       Settings = settings

@@ -56,22 +56,24 @@ let private framing (root: string) (m: TinyModel) =
 let private documents (root: string) (tokenizer: ITextTokenizer) (split: string) =
     (TextTasks.Read(root, TextTasks.Lm, split)).DocumentTexts() |> Seq.map tokenizer.Encode |> Array.ofSeq
 
+let private blocks (f: Framing) (documents: int[][]) =
+    TokenBlocks.Build(documents, f.Separator, f.BlockLength, dropRemainder = false)
+
 /// Tokenizes the bundled `lm` task and cuts it into the blocks the objective trains on.
 let corpus (root: string) (m: TinyModel) =
     let f = framing root m
-    let blocks docs = TokenBlocks.Build(docs, f.Separator, f.BlockLength, dropRemainder = false)
     let trainDocuments = documents root f.Tokenizer "train"
     { Tokenizer = f.Tokenizer
       Collator = f.Collator
-      Train = blocks trainDocuments
-      Dev = blocks (documents root f.Tokenizer "dev")
-      Test = blocks (documents root f.Tokenizer "test")
+      Train = blocks f trainDocuments
+      Dev = blocks f (documents root f.Tokenizer "dev")
+      Test = blocks f (documents root f.Tokenizer "test")
       TrainTokens = trainDocuments |> Array.sumBy (fun d -> int64 d.Length) }
 
 /// One held-out split's blocks and the objective's collator, without tokenizing the training split.
 let heldOut (root: string) (m: TinyModel) (split: string) =
     let f = framing root m
-    f.Collator, TokenBlocks.Build(documents root f.Tokenizer split, f.Separator, f.BlockLength, dropRemainder = false)
+    f.Collator, blocks f (documents root f.Tokenizer split)
 
 /// The label tokens a model is scored on: every label ≠ -100; for a causal LM the labels from position 1 on
 /// (HF GPT-2 shifts inside the model: position t predicts t+1).

@@ -123,15 +123,7 @@ public sealed class TextToTextCollator : IBatchCollator<EncodedExample>
     public int ClassOf(ReadOnlySpan<long> generated)
     {
         var body = AnswerIds(generated);
-        for (int c = 0; c < targets.Length; c++)
-        {
-            var target = targets[c];
-            if (body.Length != target.Length) continue;
-            bool same = true;
-            for (int i = 0; i < target.Length && same; i++) same = body[i] == target[i];
-            if (same) return c;
-        }
-        return -1;
+        return Array.FindIndex(targets, t => t.AsSpan().SequenceEqual(body));
     }
 
     /// <summary>The answer in a generated row: the ids after the decoder start up to the first &lt;/s&gt; (or the row's end).</summary>
