@@ -113,7 +113,7 @@ let run (args: ParseResults<DemoArgs>) =
                                 mpo_cross_entropy = r.MpoCrossEntropy; svd_cross_entropy = r.SvdCrossEntropy
                                 matrices = [ for (name, p, e, rank, se) in r.Matrices ->
                                                {| name = name; mpo_parameters = p; relative_error = e; svd_rank = rank; svd_relative_error = se |} ] |} ] |}
-    File.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
+    Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
     // the spectra of the first FFN input matrix: how fast a real weight's Schmidt values fall at each bond
     let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
     let figures =

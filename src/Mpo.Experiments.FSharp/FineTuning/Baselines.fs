@@ -95,4 +95,4 @@ let write (folder: string) (outcomes: Outcome list) (machine: string) =
                              max_steps = Option.toNullable o.Settings.MaxSteps; train_examples = Option.toNullable o.Settings.TrainExamples |} |} |]
     let files = figure outcomes |> Mpo.Experiments.Plots.Export.save (Path.Combine(folder, "accuracy.html")) 800 450
     let png = files |> List.tryFind (fun f -> f.EndsWith ".png") |> Option.map Path.GetFileName
-    File.WriteAllText(Path.Combine(folder, "README.md"), markdown outcomes (png |> Option.orElse (Some "accuracy.html")) machine)
+    Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(folder, "README.md"), markdown outcomes (png |> Option.orElse (Some "accuracy.html")) machine)
