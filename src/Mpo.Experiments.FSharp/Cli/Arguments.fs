@@ -45,7 +45,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2 or tiny-t5."
+            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2, tiny-t5, or the encoders all-minilm-l6-v2, arctic-embed-xs (scored by how close their sentence embeddings stay to the dense model's)."
             | Out _ -> "folder for report.json, table.md and the figures (default out/demo)."
             | Quick -> "one truncation and 4 held-out batches (CI)."
 

@@ -67,6 +67,8 @@ public static class OnnxImport
         if (missing.Count > 0)
             throw new CheckpointFormatException(vocabularySource, $"not a BERT WordPiece vocabulary: it lacks {string.Join(", ", missing)}");
         config = config with { PadTokenId = tokens.IndexOf("[PAD]") };
+        // sentence-transformers records the longest input; without one given, the position table's length
+        if (pooling is { MaxSequenceLength: null }) pooling = pooling with { MaxSequenceLength = config.MaxPositionEmbeddings };
         // uncased vocabularies (bert-base-uncased's) hold no token that lower-casing would change, special tokens apart
         // (letter-like symbols such as ℝ count as upper case but have no lower-case form)
         bool lowercase = !tokens.Any(t => !(t.StartsWith('[') && t.EndsWith(']')) && t.ToLowerInvariant() != t);
