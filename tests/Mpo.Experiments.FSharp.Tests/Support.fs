@@ -10,15 +10,19 @@ let mpoDll = Path.Combine(AppContext.BaseDirectory, "mpo.dll")
 
 type Run = { Code: int; Out: string; Err: string }
 
-/// Runs `dotnet mpo.dll args` in <c>dir</c> with CI set (no progress bars) and returns exit code and output.
-let mpo (dir: string) (args: string list) =
+/// Runs `dotnet mpo.dll args` in <c>dir</c> with CI set (no progress bars) and returns exit code and output; a run
+/// that takes longer than <c>seconds</c> is killed and fails the test.
+let mpoWithin (seconds: int) (dir: string) (args: string list) =
     let psi = ProcessStartInfo("dotnet", mpoDll :: args, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true)
     psi.Environment.["CI"] <- "true"
     use p = Process.Start psi
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit 120_000) then p.Kill true; failwith $"mpo {args} did not finish"
+    if not (p.WaitForExit(seconds * 1000)) then p.Kill true; failwith $"mpo {args} did not finish in {seconds} s"
     { Code = p.ExitCode; Out = out.Result; Err = err.Result }
+
+/// <see cref="mpoWithin"/> two minutes.
+let mpo (dir: string) (args: string list) = mpoWithin 120 dir args
 
 /// A scratch folder, deleted afterwards.
 let inTempDir (action: string -> unit) =

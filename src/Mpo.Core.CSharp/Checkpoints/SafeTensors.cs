@@ -100,7 +100,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     /// <summary>
     /// Maps <paramref name="path"/> and validates its header: lengths, JSON shape and types, dtypes, shapes, and
-    /// that every tensor's byte range lies inside the data buffer, matches its shape, and overlaps no other.
+    /// that every tensor's byte range lies inside the data buffer and matches its shape, and that the ranges tile the
+    /// buffer exactly (no overlap, no hole, nothing after the last tensor).
     /// </summary>
     /// <param name="path">The safetensors file.</param>
     /// <returns>The open file; dispose it to unmap.</returns>
@@ -266,7 +267,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 if (c == 0) c = a.End.CompareTo(b.End);
                 return c != 0 ? c : string.CompareOrdinal(a.Name, b.Name);
             });
-            CheckNoOverlap(path, tensors);
+            CheckCoverage(path, tensors, bufferLength);
             return (metadata ?? new ReadOnlyDictionary<string, string>(new Dictionary<string, string>()), tensors.AsReadOnly());
         }
     }
@@ -342,17 +343,29 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 
-    private static void CheckNoOverlap(string path, List<SafeTensorInfo> byBegin)
+    private static void CheckCoverage(string path, List<SafeTensorInfo> byBegin, long bufferLength)
     {
-        // Empty tensors occupy no bytes, so they may sit anywhere (writers place them at the running offset).
+        // The format's rule (and the reference reader's): sorted by offsets, the tensors tile the data buffer exactly,
+        // each starting where the previous one ended, the last ending at the buffer's end. A hole or trailing bytes
+        // mean the header length or an offset is wrong: a header length one byte short whose JSON still parses
+        // (space padding) shifts every tensor by a byte, which only this check catches.
+        long covered = 0;
         SafeTensorInfo? previous = null;
-        foreach (var t in byBegin.Where(t => t.End > t.Begin))
+        foreach (var t in byBegin)
         {
-            if (previous is not null && t.Begin < previous.End)
+            if (t.Begin < covered)
                 throw new CheckpointFormatException(path,
-                    $"bytes [{t.Begin}, {t.End}) overlap those of tensor '{previous.Name}' [{previous.Begin}, {previous.End})", t.Name);
+                    $"bytes [{t.Begin}, {t.End}) overlap those of tensor '{previous!.Name}' [{previous.Begin}, {previous.End})", t.Name);
+            if (t.Begin > covered)
+                throw new CheckpointFormatException(path,
+                    $"data_offsets [{t.Begin}, {t.End}] leave a hole: the bytes before it end at {covered}" +
+                    (previous is null ? "" : $" (tensor '{previous.Name}')") + "; tensors must cover the data buffer without gaps", t.Name);
+            covered = t.End;
             previous = t;
         }
+        if (covered != bufferLength)
+            throw new CheckpointFormatException(path,
+                $"the tensors cover {covered} bytes but the data buffer holds {bufferLength}: the header length or the offsets are wrong");
     }
 }
 

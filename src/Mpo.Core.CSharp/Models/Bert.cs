@@ -68,6 +68,8 @@ public sealed class BertModel : BertPreTrainedModel
 
     public override bool IsBaseModel => true;
     public override IReadOnlyList<string> HeadPrefixes => new[] { "pooler." };
+    /// <summary>Sentence encoders exported without the pooler (arctic-embed) still load as BertModel.</summary>
+    public override IReadOnlyList<string> OptionalOnLoad => new[] { "pooler." };
 
     /// <summary>The token embedding module (current one, after any swap) that tied heads read.</summary>
     internal nn.Module<Tensor, Tensor> WordEmbeddings => embeddings.WordEmbeddings;

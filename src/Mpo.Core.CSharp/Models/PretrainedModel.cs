@@ -40,6 +40,10 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
     /// bert-base checkpoints say BertForMaskedLM but were saved from BertForPreTraining with a pooler and a
     /// next-sentence head; albert-base checkpoints carry the pooler.</summary>
     public virtual IReadOnlyList<string> IgnoredOnLoad => Array.Empty<string>();
+    /// <summary>Prefixes of this class's parameters a checkpoint of the same class may lack; they keep their fresh
+    /// initialization and are reported as initialized (HF's <c>_keys_to_ignore_on_load_missing</c>): BERT's pooler, which
+    /// sentence encoders exported without it (arctic-embed) do not have.</summary>
+    public virtual IReadOnlyList<string> OptionalOnLoad => Array.Empty<string>();
     /// <summary>State-dict names that are the same parameter as another (tied embeddings): not saved, tolerated when
     /// present in a checkpoint. Maps the copy to its source.</summary>
     public virtual IReadOnlyDictionary<string, string> TiedParameters => new Dictionary<string, string>();
@@ -93,10 +97,14 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         var unexpected = mapped.Where(p => !state.ContainsKey(p.Model) && !Ignored(p.Model)).Select(p => p.Stored).ToList();
         var fresh = new List<string>();
         var dropped = mapped.Where(p => !state.ContainsKey(p.Model) && Ignored(p.Model)).Select(p => p.Stored).ToList();
+        var optional = missing.Where(k => OptionalOnLoad.Any(h => k.StartsWith(h, StringComparison.Ordinal))).ToList();
+        fresh.AddRange(optional);
+        missing = missing.Except(optional).ToList();
         if (!sameClass)
         {
-            fresh = missing.Where(k => HeadPrefixes.Any(h => k.StartsWith(h, StringComparison.Ordinal))).ToList();
-            missing = missing.Except(fresh).ToList();
+            var head = missing.Where(k => HeadPrefixes.Any(h => k.StartsWith(h, StringComparison.Ordinal))).ToList();
+            fresh.AddRange(head);
+            missing = missing.Except(head).ToList();
             dropped.AddRange(unexpected);
             unexpected = new List<string>();
         }

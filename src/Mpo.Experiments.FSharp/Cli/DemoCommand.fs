@@ -1,7 +1,8 @@
 /// `mpo demo`, the main job: decompose every weight matrix of a bundled pre-trained model (tiny-bert by default)
 /// into an MPO, show MPOP's central/auxiliary split on real weights, then truncate all bonds at once at several
-/// caps and measure what it costs the model (held-out perplexity, no fine-tuning), against a truncated SVD with the
-/// same parameters per matrix. Writes the table, a JSON report and figures.
+/// caps and measure what it costs the model (held-out perplexity, no fine-tuning; for a headless pre-trained encoder,
+/// how close its sentence embeddings stay to the dense model's), against a truncated SVD with the same parameters
+/// per matrix. Writes the table, a JSON report and figures.
 module Mpo.Experiments.Cli.DemoCommand
 
 open System
@@ -10,6 +11,7 @@ open System.IO
 open Argu
 open Plotly.NET
 open TorchSharp
+open Mpo.Checkpoints.Onnx
 open Mpo.Decomposition
 open Mpo.Models
 open Mpo.Experiments.Cli.Arguments
@@ -27,33 +29,52 @@ type private Row =
       Summary: ModelTruncation.Summary
       /// Per matrix: name, MPO parameters, MPO relative error, SVD rank, SVD relative error.
       Matrices: (string * int64 * float * int * float) list
-      MpoCrossEntropy: float
-      SvdCrossEntropy: float }
+      MpoScore: float
+      SvdScore: float }
 
-let private perplexityFigure (m: TinyModels.TinyModel) (dense: float) (rows: Row list) =
+/// What a truncated model is scored by on held-out text: the tiny models' pre-training loss (shown as perplexity),
+/// or for a headless encoder the mean cosine similarity of its sentence embeddings to the dense model's.
+type private Measure =
+    { Name: string
+      /// The table column and figure axis.
+      Column: string
+      Show: float -> string
+      /// What the figure plots (perplexity from cross-entropy; the cosine as it is).
+      Plotted: float -> float
+      LogAxis: bool
+      Evaluate: unit -> float }
+
+let private scoreFigure (name: string) (measure: Measure) (dense: float) (rows: Row list) =
     let rho (r: Row) = float r.Summary.MpoParameters / float r.Summary.DenseParameters
     let sorted = rows |> List.sortBy rho
     let xs = sorted |> List.map rho
-    [ Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.MpoCrossEntropy)), Name = "MPO, all bonds capped", ShowMarkers = true)
-      Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.SvdCrossEntropy)), Name = "truncated SVD, same #params per matrix",
+    let y = measure.Plotted
+    [ Chart.Line(x = xs, y = (sorted |> List.map (fun r -> y r.MpoScore)), Name = "MPO, all bonds capped", ShowMarkers = true)
+      Chart.Line(x = xs, y = (sorted |> List.map (fun r -> y r.SvdScore)), Name = "truncated SVD, same #params per matrix",
                  ShowMarkers = true, LineDash = StyleParam.DrawingStyle.Dot)
-      Chart.Line(x = [ List.min xs; List.max xs ], y = [ exp dense; exp dense ], Name = "pre-trained (dense)", LineDash = StyleParam.DrawingStyle.Dash) ]
+      Chart.Line(x = [ List.min xs; List.max xs ], y = [ y dense; y dense ], Name = "pre-trained (dense)", LineDash = StyleParam.DrawingStyle.Dash) ]
     |> Chart.combine
     |> Chart.withXAxisStyle ("ρ = parameters of the decomposed matrices / dense", AxisType = StyleParam.AxisType.Log)
-    |> Chart.withYAxisStyle ("held-out perplexity", AxisType = StyleParam.AxisType.Log)
-    |> Chart.withTitle (sprintf "%s: truncating every weight matrix, before any fine-tuning" m.Name)
+    |> Chart.withYAxisStyle ("held-out " + measure.Column, AxisType = (if measure.LogAxis then StyleParam.AxisType.Log else StyleParam.AxisType.Linear))
+    |> Chart.withTitle (sprintf "%s: truncating every weight matrix, before any fine-tuning" name)
 
 let run (args: ParseResults<DemoArgs>) =
     let outDir = args.GetResult(DemoArgs.Out, defaultValue = Path.Combine("out", "demo"))
     let quick = args.Contains DemoArgs.Quick
-    let m = TinyModels.find (args.GetResult(DemoArgs.Model, defaultValue = "tiny-bert"))
+    let name = args.GetResult(DemoArgs.Model, defaultValue = "tiny-bert")
+    let encoder = PackagedEncoders.Find name |> Option.ofObj
+    let tiny = if encoder.IsSome then None else Some(TinyModels.find name)
     Directory.CreateDirectory outDir |> ignore
     let root = Bundled.root ()
-    let folder = Path.Combine(Bundled.modelsFolder (), m.Name)
+    let folder =
+        match encoder with
+        | Some e -> Mpo.Experiments.Models.ModelFolders.ensureEncoder e
+        | None -> Path.Combine(Bundled.modelsFolder (), tiny.Value.Name)
     let struct (model, _) = PretrainedModel.Load folder
     use model = model
     let total = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
-    printfn "model: %s (%s, %s parameters, pre-trained by `mpo pretrain`; see its model card)" folder model.Architecture (Tables.int64s total)
+    printfn "model: %s (%s, %s parameters, %s; see its model card)" folder model.Architecture (Tables.int64s total)
+        (match encoder with Some e -> $"{e.Source}, converted from {e.Package}" | None -> "pre-trained by `mpo pretrain`")
 
     let clock = Stopwatch.StartNew()
     let matrices = ModelTruncation.selectWeights model |> ModelTruncation.decompose
@@ -66,17 +87,29 @@ let run (args: ParseResults<DemoArgs>) =
     printfn "full-rank MPOs: %s parameters = %s in central tensors (%s) + %s in auxiliary tensors (what lightweight fine-tuning trains)"
         (Tables.int64s full) (Tables.int64s central) (Tables.percent (float central / float full)) (Tables.int64s (full - central))
 
-    let collator, blocks = Pretrain.heldOut root m "test"
-    let batches = Pretrain.heldOutBatches m collator blocks |> fun b -> if quick then List.truncate 4 b else b
-    let scored = batches |> List.sumBy (Pretrain.predictedTokens m.Objective >> Seq.length)
-    let evaluate () = Pretrain.crossEntropy m model batches
+    let measure, scored =
+        match tiny with
+        | Some m ->
+            let collator, blocks = Pretrain.heldOut root m "test"
+            let batches = Pretrain.heldOutBatches m collator blocks |> fun b -> if quick then List.truncate 4 b else b
+            let objective =
+                match m.Objective with
+                | TinyModels.MaskedLm -> "masked-LM cross-entropy"
+                | TinyModels.CausalLm -> "next-token cross-entropy"
+                | TinyModels.SpanCorruption -> "span-corruption cross-entropy"
+            { Name = objective; Column = "perplexity"; Show = (fun ce -> sprintf "%.1f" (exp ce)); Plotted = exp; LogAxis = true
+              Evaluate = fun () -> Pretrain.crossEntropy m model batches },
+            sprintf "%s predicted tokens" (Tables.int64s (int64 (batches |> List.sumBy (Pretrain.predictedTokens m.Objective >> Seq.length))))
+        | None ->
+            let texts = Mpo.Experiments.Models.SentenceAgreement.heldOutTexts root (if quick then 8 else 128)
+            let agreement = Mpo.Experiments.Models.SentenceAgreement.against model folder texts
+            { Name = "mean cosine similarity of sentence embeddings to the dense model's"; Column = "cosine to dense"
+              Show = sprintf "%.4f"; Plotted = id; LogAxis = false; Evaluate = agreement },
+            sprintf "%d paragraphs (cut at %d tokens)" texts.Length Mpo.Experiments.Models.SentenceAgreement.maxTokens
+    let evaluate = measure.Evaluate
     let denseCe = evaluate ()
-    printfn "held-out: %s on %s predicted tokens of the lm test split%s; pre-trained perplexity %.1f\n"
-        (match m.Objective with
-         | TinyModels.MaskedLm -> "masked-LM cross-entropy"
-         | TinyModels.CausalLm -> "next-token cross-entropy"
-         | TinyModels.SpanCorruption -> "span-corruption cross-entropy")
-        (Tables.int64s (int64 scored)) (if quick then " (first 4 batches, --quick)" else "") (exp denseCe)
+    printfn "held-out: %s on %s of the lm test split%s; pre-trained %s %s\n"
+        measure.Name scored (if quick then " (--quick)" else "") measure.Column (measure.Show denseCe)
 
     let settings = ("full", None) :: [ for cap in (if quick then [ 16 ] else [ 64; 32; 16; 8 ]) -> $"max bond {cap}", Some cap ]
     let rows =
@@ -89,28 +122,28 @@ let run (args: ParseResults<DemoArgs>) =
                 ModelTruncation.evaluateWith model matrices [ for c in cuts -> c.Name, weight c ] evaluate
             { Label = label; Cap = cap; Summary = ModelTruncation.summarize matrices cuts
               Matrices = [ for c in cuts -> c.Name, c.Report.Parameters, c.Report.RelativeError.GetValueOrDefault(), c.SvdRank, c.SvdRelativeError ]
-              MpoCrossEntropy = score (fun c -> c.MpoWeight); SvdCrossEntropy = score (fun c -> c.SvdWeight) })
+              MpoScore = score (fun c -> c.MpoWeight); SvdScore = score (fun c -> c.SvdWeight) })
     let table =
         Tables.markdown
-            [ "truncation"; "MPO params"; "ρ"; "central share"; "error (rel, mean)"; "perplexity"; "SVD error (rel, mean)"; "SVD perplexity" ]
-            ([ "pre-trained (dense)"; Tables.int64s dense; Tables.ratio 1.0; "–"; Tables.ratio 0.0; sprintf "%.1f" (exp denseCe); Tables.ratio 0.0; sprintf "%.1f" (exp denseCe) ]
+            [ "truncation"; "MPO params"; "ρ"; "central share"; "error (rel, mean)"; measure.Column; "SVD error (rel, mean)"; "SVD " + measure.Column ]
+            ([ "pre-trained (dense)"; Tables.int64s dense; Tables.ratio 1.0; "–"; Tables.ratio 0.0; measure.Show denseCe; Tables.ratio 0.0; measure.Show denseCe ]
              :: [ for r in rows ->
                     let s = r.Summary
                     [ r.Label; Tables.int64s s.MpoParameters; Tables.ratio (float s.MpoParameters / float s.DenseParameters)
                       Tables.percent (float s.CentralParameters / float s.MpoParameters); Tables.ratio s.MeanRelativeError
-                      sprintf "%.1f" (exp r.MpoCrossEntropy); Tables.ratio s.SvdMeanRelativeError; sprintf "%.1f" (exp r.SvdCrossEntropy) ] ])
+                      measure.Show r.MpoScore; Tables.ratio s.SvdMeanRelativeError; measure.Show r.SvdScore ] ])
     printfn "%s\n" table
     let reportPath = Path.Combine(outDir, "report.json")
     Json.write reportPath
-        {| model = m.Name; architecture = model.Architecture; parameters = total; decomposed_parameters = dense
+        {| model = Mpo.Experiments.FineTuning.FineTune.modelName folder; architecture = model.Architecture; parameters = total; decomposed_parameters = dense
            decompose_seconds = seconds; matrices = [ for x in matrices -> {| name = x.Name; rows = x.Rows; cols = x.Cols; factors = string x.Mpo.Factorization; full_bonds = x.Mpo.Bonds |} ]
-           full_mpo_parameters = full; central_parameters = central; predicted_tokens = scored; quick = quick
-           dense_cross_entropy = denseCe
+           full_mpo_parameters = full; central_parameters = central; held_out = scored; quick = quick
+           measure = measure.Name; dense_score = denseCe
            truncations = [ for r in rows ->
                              {| label = r.Label; max_bond = Option.toNullable r.Cap; mpo_parameters = r.Summary.MpoParameters
                                 central_parameters = r.Summary.CentralParameters; mean_relative_error = r.Summary.MeanRelativeError
                                 svd_mean_relative_error = r.Summary.SvdMeanRelativeError
-                                mpo_cross_entropy = r.MpoCrossEntropy; svd_cross_entropy = r.SvdCrossEntropy
+                                mpo_score = r.MpoScore; svd_score = r.SvdScore
                                 matrices = [ for (name, p, e, rank, se) in r.Matrices ->
                                                {| name = name; mpo_parameters = p; relative_error = e; svd_rank = rank; svd_relative_error = se |} ] |} ] |}
     Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(outDir, "table.md"), table + "\n")
@@ -118,6 +151,7 @@ let run (args: ParseResults<DemoArgs>) =
     let ffn = matrices |> List.tryFind (fun x -> x.Rows > x.Cols && not (x.Name.Contains "embed")) |> Option.defaultValue matrices.Head
     let figures =
         (DecompositionPlots.spectra $"Schmidt values per bond of {ffn.Name}" ffn.Mpo |> Export.save (Path.Combine(outDir, "spectra.html")) 1000 600)
-        @ (perplexityFigure m denseCe rows |> Export.save (Path.Combine(outDir, "perplexity-vs-compression.html")) 1000 600)
+        @ (scoreFigure (Mpo.Experiments.FineTuning.FineTune.modelName folder) measure denseCe rows
+           |> Export.save (Path.Combine(outDir, (if tiny.IsSome then "perplexity" else "cosine") + "-vs-compression.html")) 1000 600)
     printfn "wrote %s" (String.Join(", ", reportPath :: Path.Combine(outDir, "table.md") :: figures))
     0

@@ -11,12 +11,6 @@ open Mpo.Experiments
 open Mpo.Experiments.Cli.Arguments
 open Mpo.Experiments.FineTuning
 
-/// A bundled model's name (tiny-bert) or a checkpoint folder.
-let private modelFolder (name: string) =
-    let bundled = Path.Combine(Data.Bundled.modelsFolder (), name)
-    if Baselines.models |> List.contains name then bundled
-    elif Directory.Exists name then name
-    else invalidArg "models" (sprintf "'%s' is neither a bundled model (%s) nor a checkpoint folder" name (String.Join(", ", Baselines.models)))
 
 let private finetuneOne (folder: string) (task: TextTask) (data: string) (settings: FineTune.Settings) (runs: string) =
     let name = FineTune.modelName folder
@@ -46,9 +40,10 @@ let run (args: ParseResults<FinetuneArgs>) =
     let root = Data.Bundled.root ()
     let folders =
         match args.GetResult(FinetuneArgs.Models, defaultValue = []) with
-        | [] | [ "all" ] -> Baselines.models
+        | [] -> Baselines.models
+        | [ "all" ] -> Baselines.models @ Models.ModelFolders.encoders
         | names -> names
-        |> List.map modelFolder
+        |> List.map Models.ModelFolders.resolve
     let tasks =
         match args.GetResult(FinetuneArgs.Task, defaultValue = "all") with
         | "all" -> Baselines.tasks
@@ -72,6 +67,8 @@ let run (args: ParseResults<FinetuneArgs>) =
     let out = args.GetResult(FinetuneArgs.Out, defaultValue = Path.Combine(root, "out", "finetune"))
     let runs = args.GetResult(FinetuneArgs.Runs, defaultValue = Path.Combine(out, "runs"))
     let outcomes = [ for folder in folders do for task in tasks -> finetuneOne folder task (dataFor task) settings runs ]
-    Baselines.write out outcomes (Reports.Machine.describe ())
-    printfn "\n%s\n\nwritten to %s" (Baselines.table outcomes) out
+    // rows of other models and tasks already in the folder's results.json stay: the table grows run by run
+    let all = Baselines.merge (Baselines.read out) outcomes
+    Baselines.write out all (Reports.Machine.describe ())
+    printfn "\n%s\n\nwritten to %s" (Baselines.table all) out
     0

@@ -41,7 +41,7 @@ let readInputs (path: string) =
                 DecoderInputIds = Option.toObj (load "decoder_input_ids"), DecoderAttentionMask = Option.toObj (load "decoder_attention_mask"))
 
 let run (args: ParseResults<ForwardArgs>) =
-    let folder = args.GetResult ForwardArgs.Model
+    let folder = Mpo.Experiments.Models.ModelFolders.resolve (args.GetResult ForwardArgs.Model)
     let dtype =
         match args.TryGetResult ForwardArgs.Dtype with
         | None | Some "f32" -> torch.float32

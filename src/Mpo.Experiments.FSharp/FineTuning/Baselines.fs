@@ -56,7 +56,7 @@ let figure (outcomes: Outcome list) =
     bars @ [ Chart.Column(values = majority, Keys = keys, Name = "majority class (accuracy)", MarkerColor = Color.fromString "lightgray") ]
     |> Chart.combine
     |> Chart.withYAxisStyle ("test accuracy (or the task's metric)", MinMax = (0.0, 1.0))
-    |> Chart.withTitle "Full fine-tuning of the bundled tiny models"
+    |> Chart.withTitle "Full fine-tuning of the bundled pre-trained models"
 
 /// The report: settings, the table, and where the numbers come from.
 let markdown (outcomes: Outcome list) (figureFile: string option) (machine: string) =
@@ -68,6 +68,10 @@ let markdown (outcomes: Outcome list) (figureFile: string option) (machine: stri
           "(`mpo finetune`). The best dev checkpoint (by the task's leading metric) is scored on the test split."
           sprintf "Settings: %d epochs, batch %d, AdamW lr %g with %g%% linear warmup then linear decay, weight decay %g, at most %d input tokens, seed %d."
               s.Epochs s.BatchSize s.LearningRate (100.0 * s.WarmupRatio) s.WeightDecay s.MaxLength s.Seed
+          yield! [ for o in outcomes do
+                     match o.Settings.TrainExamples with
+                     | Some n -> yield sprintf "%s on %s: trained on %s training examples drawn with the seed (the split subsampled; the same sample for every model on this task)." o.Model o.Task (Tables.int64s (int64 n))
+                     | None -> () ]
           "Encoders and GPT-2 get their family's classification head; T5 generates the class word (text to text),"
           "and an answer that is no class word counts as wrong."
           sprintf "Machine: %s." machine
@@ -79,6 +83,39 @@ let markdown (outcomes: Outcome list) (figureFile: string option) (machine: stri
            | Some f -> [ sprintf "Figure: [%s](%s) (no headless Chromium was found for a PNG)." f f; "" ]
            | None -> [])
     String.Join("\n", lines)
+
+/// The outcomes recorded in <c>folder</c>/results.json (none when there is no such file), as <see cref="write"/> wrote them.
+let read (folder: string) : Outcome list =
+    let path = Path.Combine(folder, "results.json")
+    if not (File.Exists path) then []
+    else
+        use document = Text.Json.JsonDocument.Parse(File.ReadAllText path)
+        let scores (e: Text.Json.JsonElement) : Scores = readOnlyDict [ for p in e.EnumerateObject() -> p.Name, p.Value.GetDouble() ]
+        let optional (e: Text.Json.JsonElement) (read: Text.Json.JsonElement -> 'a) =
+            if e.ValueKind = Text.Json.JsonValueKind.Null then None else Some(read e)
+        [ for r in document.RootElement.EnumerateArray() ->
+            let p (name: string) = r.GetProperty name
+            let s (name: string) = (p "settings").GetProperty name
+            { Model = (p "model").GetString(); Task = (p "task").GetString(); Formulation = (p "head").GetString()
+              Settings =
+                { defaults with
+                    Epochs = (s "epochs").GetInt32(); BatchSize = (s "batch_size").GetInt32(); LearningRate = (s "learning_rate").GetDouble()
+                    WarmupRatio = (s "warmup_ratio").GetDouble(); WeightDecay = (s "weight_decay").GetDouble(); MaxLength = (s "max_length").GetInt32()
+                    Seed = (s "seed").GetInt64(); MaxSteps = optional (s "max_steps") (fun e -> e.GetInt64())
+                    TrainExamples = optional (s "train_examples") (fun e -> e.GetInt32()) }
+              Steps = (p "steps").GetInt64(); BestStep = (p "best_step").GetInt64(); TrainSeconds = (p "train_seconds").GetDouble()
+              Parameters = (p "parameters").GetInt64(); TrainableParameters = (p "trainable_parameters").GetInt64()
+              Dev = scores (p "dev"); Test = scores (p "test"); TestInvalid = (p "test_invalid").GetInt32(); TestExamples = (p "test_examples").GetInt32()
+              MajorityTestAccuracy = optional (p "majority_test_accuracy") (fun e -> e.GetDouble()) |> Option.defaultValue nan } ]
+
+/// <c>existing</c> rows with <c>fresh</c> ones replacing those of the same model and task, grouped by model in the
+/// order models first appear.
+let merge (existing: Outcome list) (fresh: Outcome list) =
+    let key (o: Outcome) = o.Model, o.Task
+    let replaced = fresh |> List.map key |> set
+    let rows = (existing |> List.filter (fun o -> not (replaced.Contains(key o)))) @ fresh
+    let models = rows |> List.map (fun o -> o.Model) |> List.distinct
+    rows |> List.sortBy (fun o -> List.findIndex ((=) o.Model) models)
 
 /// Writes results.json, README.md and the figure to <c>folder</c>.
 let write (folder: string) (outcomes: Outcome list) (machine: string) =

@@ -43,7 +43,7 @@ type Settings =
       EvaluationsPerEpoch: int
       /// Stops after this many updates (smoke runs); None: all epochs.
       MaxSteps: int64 option
-      /// Trains on the first N training examples only (smoke runs); None: all.
+      /// Trains on N training examples drawn with the seed (a consistent subsample); None: all.
       TrainExamples: int option }
 
 /// Full fine-tuning defaults for the tiny models: BERT's recipe (AdamW, linear decay after 10% warmup, weight decay
@@ -198,8 +198,12 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
     let trainExamples =
         let all = read dataFolder task "train"
         match settings.TrainExamples with
-        | Some n -> all |> Seq.truncate n |> Array.ofSeq :> IReadOnlyList<_>
-        | None -> all
+        | Some n when n < all.Count ->
+            // a seeded subsample in the split's order (the split is sorted by class, so its first N would be one class)
+            let rng = Random(int settings.Seed)
+            let chosen = Array.init all.Count id |> Array.sortBy (fun _ -> rng.Next()) |> Array.truncate n |> Array.sort
+            chosen |> Array.map (fun i -> all.[i]) :> IReadOnlyList<_>
+        | _ -> all
     let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>)
     let collator, encode =
         match f with
