@@ -51,6 +51,7 @@ let main argv =
         | Forward args -> ForwardCommand.run args
         | Pretrain args -> PretrainCommand.run args
         | Finetune args -> FinetuneCommand.run args
+        | Run args -> RunCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message
@@ -60,3 +61,5 @@ let main argv =
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
     | :? ArgumentException as e -> fail 2 e.Message
     | :? ArguParseException as e -> fail 2 e.Message
+    | :? Mpo.Experiments.Store.ResultStore.CorruptStoreException as e -> fail 2 e.Message
+    | :? Mpo.Experiments.Runs.Slurm.SlurmException as e -> fail 2 e.Message

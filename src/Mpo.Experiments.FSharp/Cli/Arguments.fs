@@ -109,6 +109,38 @@ type FinetuneArgs =
             | Out _ -> "folder for results.json, README.md (the table) and the figure (default out/finetune)."
             | Runs _ -> "folder for each run's checkpoints and metrics.jsonl (default <out>/runs); a run found there resumes."
 
+[<RequireQualifiedAccess>]
+type RunArgs =
+    | [<MainCommand>] Spec of path: string
+    | Store of dir: string
+    | Jobs of n: int
+    | List
+    | Slurm
+    | Partition of name: string
+    | Time of limit: string
+    | Gpus of n: int
+    | Throttle of n: int
+    | Cpus_Per_Task of n: int
+    | Status
+    | Trial of id: string
+    | Threads of n: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Spec _ -> "the experiment: a JSON spec (base trial, grid, filters, overrides; see README)."
+            | Store _ -> "result store folder (default: the spec's \"store\", else out/experiments/<name>)."
+            | Jobs _ -> "worker processes at once, each running one trial (default: one per core)."
+            | List -> "print the grid's trials, their IDs and whether the store has them; run nothing."
+            | Slurm -> "submit the unfinished trials as one Slurm job array (sbatch --array) instead of running them here."
+            | Partition _ -> "with --slurm: the partition (sbatch --partition)."
+            | Time _ -> "with --slurm: wall-clock limit per task (sbatch --time), e.g. 2:00:00."
+            | Gpus _ -> "with --slurm: GPUs per task (sbatch --gpus)."
+            | Throttle _ -> "with --slurm: array tasks running at once (the % of --array; default all)."
+            | Cpus_Per_Task _ -> "with --slurm: CPUs per task (sbatch --cpus-per-task)."
+            | Status -> "show each trial's state: the store's record, the Slurm queue's state, or not submitted."
+            | Trial _ -> "run only the trial with this ID, here (what workers and array tasks do)."
+            | Threads _ -> "torch threads for this process (workers get cores / jobs)."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
@@ -116,6 +148,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
     | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
+    | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -123,5 +156,6 @@ type MpoArgs =
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
+            | Run _ -> "run an experiment spec's grid of trials into a result store: here, in worker processes, or on Slurm (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

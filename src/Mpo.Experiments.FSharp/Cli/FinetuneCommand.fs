@@ -35,7 +35,7 @@ let private finetuneOne (folder: string) (task: TextTask) (data: string) (settin
                         | TrainingEvent.Evaluation when not (Terminal.ProgressBar.interactive ()) ->
                             printfn "  step %d/%d: dev %s %.4f, %.0f s" p.Step p.TotalSteps metric p.Metrics.[metric] p.Elapsed.TotalSeconds
                         | _ -> () }
-            FineTune.run folder task data settings run progress)
+            FineTune.run Specs.Trial.Method.Full folder task data settings run progress)
     let shown (scores: FineTune.Scores) = String.Join(", ", [ for KeyValue(k, v) in scores -> sprintf "%s %.4f" k v ])
     let majority = if Double.IsNaN outcome.MajorityTestAccuracy then "" else sprintf " (majority %.4f)" outcome.MajorityTestAccuracy
     printfn "%s on %s: test %s%s after %d updates (best %d) in %.1f min"
