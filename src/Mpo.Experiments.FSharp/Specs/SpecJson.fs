@@ -156,6 +156,8 @@ let lineOf (spec: Spec) (field: string) =
         |> List.tryPick (fun f ->
             written |> List.tryPick (fun (path, line) -> if path.EndsWith("." + f) && not (path.StartsWith "trial.") then Some line else None)
             |> Option.orElse (Map.tryFind ("trial." + f) spec.Lines))
+        // a field nobody wrote (a required one, or one a default makes impossible): the base trial's line
+        |> Option.orElse (Map.tryFind "trial" spec.Lines)
 
 /// Runs <c>f</c>, locating any SpecException it raises in the spec's file.
 let located (spec: Spec) (f: unit -> 'a) =

@@ -50,13 +50,17 @@ let expectObject (path: string) (known: string list) (node: JsonNode) =
 
 let private kind (node: JsonNode) = match node with null -> JsonValueKind.Null | n -> n.GetValueKind()
 
+/// A number node as a JsonElement, whether it was parsed or built from a .NET value.
+let private element (node: JsonNode) = JsonSerializer.SerializeToElement node
+
 let readInt64 (path: string) (node: JsonNode) =
     match kind node with
     | JsonValueKind.Number ->
-        let mutable v = 0L
-        if node.AsValue().TryGetValue<int64>(&v) then v
-        else
-            let d = node.GetValue<double>()
+        let e = element node
+        match e.TryGetInt64() with
+        | true, v -> v
+        | _ ->
+            let d = e.GetDouble()
             if Math.Floor d = d && abs d < 9e15 then int64 d else fail path (sprintf "must be an integer, got %s" (node.ToJsonString()))
     | _ -> fail path (sprintf "must be an integer, got %s" (if isNull node then "null" else node.ToJsonString()))
 
@@ -66,7 +70,7 @@ let readInt (path: string) (node: JsonNode) =
 
 let readFloat (path: string) (node: JsonNode) =
     match kind node with
-    | JsonValueKind.Number -> node.GetValue<double>()
+    | JsonValueKind.Number -> (element node).GetDouble()
     | _ -> fail path (sprintf "must be a number, got %s" (if isNull node then "null" else node.ToJsonString()))
 
 let readString (path: string) (node: JsonNode) =
