@@ -52,6 +52,7 @@ let main argv =
         | Pretrain args -> PretrainCommand.run args
         | Finetune args -> FinetuneCommand.run args
         | Run args -> RunCommand.run args
+        | Report args -> ReportCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

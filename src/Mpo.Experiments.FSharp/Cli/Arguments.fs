@@ -141,6 +141,22 @@ type RunArgs =
             | Trial _ -> "run only the trial with this ID, here (what workers and array tasks do)."
             | Threads _ -> "torch threads for this process (workers get cores / jobs)."
 
+[<RequireQualifiedAccess>]
+type ReportArgs =
+    | [<MainCommand>] Store of dir: string
+    | By of fields: string
+    | Metrics of names: string
+    | Format of format: string
+    | Out of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Store _ -> "a result store folder (what mpo run and mpo finetune write: trials/<id>.json)."
+            | By _ -> "configuration fields to group by, comma-separated (e.g. model,task,training.learning_rate.peak); default: every field that varies except the seed."
+            | Metrics _ -> "metrics to show, comma-separated (e.g. test.accuracy,trainable_parameters); default: the test metrics, trained parameters, train seconds."
+            | Format _ -> "md (default) or csv, for what is printed."
+            | Out _ -> "folder for table.md, table.csv and the figures (HTML, PNG where chromium is installed)."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
@@ -149,6 +165,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
     | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -156,6 +173,7 @@ type MpoArgs =
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
+            | Report _ -> "tables (mean ± std over seeds, Markdown or CSV) and figures from a result store."
             | Run _ -> "run an experiment spec's grid of trials into a result store: here, in worker processes, or on Slurm (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

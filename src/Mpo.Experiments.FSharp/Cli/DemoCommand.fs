@@ -32,16 +32,12 @@ type private Row =
 
 let private perplexityFigure (m: TinyModels.TinyModel) (dense: float) (rows: Row list) =
     let rho (r: Row) = float r.Summary.MpoParameters / float r.Summary.DenseParameters
-    let sorted = rows |> List.sortBy rho
-    let xs = sorted |> List.map rho
-    [ Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.MpoCrossEntropy)), Name = "MPO, all bonds capped", ShowMarkers = true)
-      Chart.Line(x = xs, y = (sorted |> List.map (fun r -> exp r.SvdCrossEntropy)), Name = "truncated SVD, same #params per matrix",
-                 ShowMarkers = true, LineDash = StyleParam.DrawingStyle.Dot)
-      Chart.Line(x = [ List.min xs; List.max xs ], y = [ exp dense; exp dense ], Name = "pre-trained (dense)", LineDash = StyleParam.DrawingStyle.Dash) ]
-    |> Chart.combine
-    |> Chart.withXAxisStyle ("ρ = parameters of the decomposed matrices / dense", AxisType = StyleParam.AxisType.Log)
-    |> Chart.withYAxisStyle ("held-out perplexity", AxisType = StyleParam.AxisType.Log)
-    |> Chart.withTitle (sprintf "%s: truncating every weight matrix, before any fine-tuning" m.Name)
+    let xs = rows |> List.map rho
+    Figures.tradeOff $"{m.Name}: truncating every weight matrix, before any fine-tuning"
+        ("ρ = parameters of the decomposed matrices / dense", true) ("held-out perplexity", true)
+        [ Figures.series "MPO, all bonds capped" [ for r in rows -> rho r, exp r.MpoCrossEntropy ]
+          { Figures.series "truncated SVD, same #params per matrix" [ for r in rows -> rho r, exp r.SvdCrossEntropy ] with Dash = Some StyleParam.DrawingStyle.Dot }
+          { Figures.series "pre-trained (dense)" [ List.min xs, exp dense; List.max xs, exp dense ] with Dash = Some StyleParam.DrawingStyle.Dash } ]
 
 let run (args: ParseResults<DemoArgs>) =
     let outDir = args.GetResult(DemoArgs.Out, defaultValue = Path.Combine("out", "demo"))

@@ -60,8 +60,8 @@ let private measured (o: FineTune.Outcome) =
 let codeVersion = lazy (codeVersionOf (try Bundled.root () with _ -> Directory.GetCurrentDirectory()))
 
 /// Runs <c>trial</c> in its run folder of <c>store</c> and stores its record; a failure is recorded, not raised
-/// (except cancellation). Returns the stored record (a finished one already there wins).
-let run (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>) (progress: IProgress<TrainingProgress>) =
+/// (except cancellation). Returns the stored record (a finished one already there wins) and the failure, if any.
+let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>) (progress: IProgress<TrainingProgress>) =
     let started = DateTimeOffset.Now
     let clock = Stopwatch.StartNew()
     let record status metrics extra error =
@@ -77,10 +77,14 @@ let run (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>)
                 FineTune.run trial.Method (modelFolder trial.Model) task data (FineTune.settingsOf trial.Training trial.Seed) (store.RunFolder id) progress
             let metrics, extra = measured outcome
             // wall_seconds is this attempt's; the metric train_seconds is the run's across resumes (metrics.jsonl)
-            record Finished metrics extra None
+            record Finished metrics extra None, None
         with
         | :? OperationCanceledException -> reraise ()
-        | e -> record Failed Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message))
-    match store.Write result with
+        | e -> record Failed Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message)), Some e
+    match store.Write(fst result) with
     | Written -> result
-    | KeptFinished existing -> existing
+    | KeptFinished existing -> existing, None
+
+/// Runs <c>trial</c> and stores its record (see attempt); returns the stored record.
+let run (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>) (progress: IProgress<TrainingProgress>) =
+    attempt store id trial labels progress |> fst

@@ -20,7 +20,9 @@ type Summary =
       /// Trials the store already had finished (not run again).
       Skipped: string list
       /// The records this run stored, in grid order.
-      Records: Record list }
+      Records: Record list
+      /// The failures of trials run in this process, by trial ID (to re-raise where a caller wants to stop on them).
+      Errors: (string * exn) list }
 
     member s.Failed = s.Records |> List.filter (fun r -> r.Status = Failed)
 
@@ -57,14 +59,14 @@ let private trainingProgress (report: float -> string -> unit) =
 /// Runs the unfinished trials here, one after another, with a bar for the grid and one for the running trial.
 let inProcess (title: string) (store: Store) (trials: (string * Trial) list) =
     let finished, pending = plan store trials
-    let records =
+    let results =
         ProgressBar.board title pending.Length (fun board ->
             [ for id, trial in pending ->
                 board.Started id
-                let r = Execute.run store id trial Map.empty (trainingProgress (fun f text -> board.Progress(id, f, text)))
+                let r, error = Execute.attempt store id trial Map.empty (trainingProgress (fun f text -> board.Progress(id, f, text)))
                 board.Finished(id, describe r)
-                r ])
-    { Total = trials.Length; Skipped = List.map fst finished; Records = records }
+                r, error |> Option.map (fun e -> id, e) ])
+    { Total = trials.Length; Skipped = List.map fst finished; Records = List.map fst results; Errors = List.choose snd results }
 
 /// The marker a worker writes before each progress line on its standard output (when MPO_WORKER_PROGRESS is set).
 let progressMarker = "@@mpo-progress "
@@ -149,4 +151,4 @@ let workers (title: string) (store: Store) (specFile: string) (jobs: int) (trial
                     return record
                 }
             pending |> List.map one |> fun c -> Async.Parallel(c, maxDegreeOfParallelism = jobs) |> Async.RunSynchronously |> List.ofArray)
-    { Total = trials.Length; Skipped = List.map fst finished; Records = records }
+    { Total = trials.Length; Skipped = List.map fst finished; Records = records; Errors = [] }

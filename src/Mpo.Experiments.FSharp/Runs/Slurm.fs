@@ -121,7 +121,9 @@ let script (name: string) (options: Options) (count: int) (trialsFile: string) (
           yield "# one trial per array task: the same mpo program, the trial named by its ID (see mpo run --help)"
           yield "set -euo pipefail"
           yield sprintf "trial=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" %s)" (quote trialsFile)
-          yield sprintf "exec %s %s run %s --store %s --trial \"$trial\"" (quote host) (quote dll) (quote (Path.GetFullPath specFile)) (quote store.Folder)
+          // torch gets the task's CPUs, not the node's: oversubscribed threads spin and slow every task down
+          yield sprintf "exec %s %s run %s --store %s --trial \"$trial\" --threads \"${SLURM_CPUS_PER_TASK:-1}\""
+                    (quote host) (quote dll) (quote (Path.GetFullPath specFile)) (quote store.Folder)
           yield "" ])
 
 /// What submitting did.

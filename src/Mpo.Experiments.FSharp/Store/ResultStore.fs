@@ -58,6 +58,25 @@ type CorruptStoreException(file: string, problem: string) =
 
 let formatTag = "mpo-trial-record/1"
 
+/// The names under which trials log what the figures read: one convention for the methods that write them and the
+/// figure functions that plot them (Plots/RecordPlots).
+module Keys =
+    /// Metric: parameters the method trains.
+    let trainableParameters = "trainable_parameters"
+    /// Metric: compression ratio ρ = parameters of the compressed matrices / dense (MPOP §3.6).
+    let compressionRatio = "compression_ratio"
+    /// Metric: relative reconstruction error ‖W − W′‖_F / ‖W‖_F.
+    let relativeError = "relative_error"
+    /// Series: the Schmidt values λ of bond b of a matrix (its name as the model names it).
+    let spectrum (matrix: string) (bond: int) = sprintf "spectrum/%s/bond%d" matrix bond
+    /// Series: the entanglement entropy of each bond of a matrix.
+    let entropy (matrix: string) = sprintf "entropy/%s" matrix
+    /// Series: after each squeeze, the model's trained parameters, and a metric (e.g. "dev.accuracy").
+    let squeezeParameters = "squeeze/parameters"
+    let squeezeMetric (metric: string) = "squeeze/" + metric
+    /// Series: the fraction of tokens each expert of a MoE layer received.
+    let expertLoad (layer: string) = sprintf "expert_load/%s" layer
+
 let private git (root: string) (args: string list) =
     try
         let psi = ProcessStartInfo("git", "-C" :: root :: args, RedirectStandardOutput = true, RedirectStandardError = true)
@@ -169,15 +188,17 @@ type Contents =
 
     member c.Finished = c.Records |> Map.filter (fun _ r -> r.Status = Finished)
 
-/// A store folder: trials/<id>.json (the records), runs/<id>/ (each trial's resumable run folder).
-type Store(folder: string) =
+/// A store folder: trials/<id>.json (the records), runs/<id>/ (each trial's resumable run folder, unless
+/// <c>runFolder</c> names it otherwise).
+type Store(folder: string, ?runFolder: string -> string) =
     let folder = Path.GetFullPath folder
     let trials = Path.Combine(folder, "trials")
+    let runFolder = defaultArg runFolder (fun id -> Path.Combine(folder, "runs", id))
 
     member _.Folder = folder
     member _.TrialsFolder = trials
     member _.RecordFile(id: string) = Path.Combine(trials, id + ".json")
-    member _.RunFolder(id: string) = Path.Combine(folder, "runs", id)
+    member _.RunFolder(id: string) = runFolder id
 
     /// The record of one trial; None when there is none. A file that does not read raises CorruptStoreException.
     member s.TryRead(id: string) =
