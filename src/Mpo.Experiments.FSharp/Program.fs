@@ -53,6 +53,7 @@ let main argv =
         | Finetune args -> FinetuneCommand.run args
         | Run args -> RunCommand.run args
         | Report args -> ReportCommand.run args
+        | Notebook args -> NotebookCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

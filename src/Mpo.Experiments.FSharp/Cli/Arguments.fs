@@ -157,6 +157,18 @@ type ReportArgs =
             | Format _ -> "md (default) or csv, for what is printed."
             | Out _ -> "folder for table.md, table.csv and the figures (HTML, PNG where chromium is installed)."
 
+[<RequireQualifiedAccess>]
+type NotebookArgs =
+    | [<MainCommand>] Notebooks of notebook: string list
+    | Write
+    | Out of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Notebooks _ -> "Polyglot notebooks (.ipynb) whose F# cells to execute in order, in one session."
+            | Write -> "write each cell's outputs (text, tables, figure PNGs) back into the notebook."
+            | Out _ -> "write the executed notebook to this file instead (one notebook)."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
@@ -166,6 +178,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
     | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Notebook of ParseResults<NotebookArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -173,6 +186,7 @@ type MpoArgs =
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
+            | Notebook _ -> "execute notebooks' F# cells (no kernel needed) and optionally store their outputs in the .ipynb."
             | Report _ -> "tables (mean ± std over seeds, Markdown or CSV) and figures from a result store."
             | Run _ -> "run an experiment spec's grid of trials into a result store: here, in worker processes, or on Slurm (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
