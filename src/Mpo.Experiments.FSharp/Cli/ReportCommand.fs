@@ -25,7 +25,9 @@ let figures (folder: string) (by: string list) (metrics: string list) (records: 
       yield! save "error-vs-compression" (RecordPlots.errorVsCompression by finished)
       yield! save "entropy" (RecordPlots.entropy finished)
       yield! save "squeezing" (RecordPlots.squeezing (lead.Replace("test.", "dev.")) finished)
-      for r in finished do
+      // per-trial figures for the first trial of each group (a figure per trial of a large grid helps nobody)
+      for _, members in Report.groups by finished do
+          let r = List.head members
           for matrix in RecordPlots.spectrumMatrices r do
               yield! save (sprintf "spectra-%s-%s" r.TrialId (matrix.Replace('/', '_'))) (RecordPlots.spectra r matrix)
           yield! save ("expert-load-" + r.TrialId) (RecordPlots.expertLoad r) ]

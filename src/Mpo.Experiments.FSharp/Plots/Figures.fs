@@ -59,8 +59,9 @@ let paretoFront (points: (string * float * float) list) =
 let pareto (title: string) (xTitle: string) (yTitle: string) (points: (string * float * float) list) =
     let front = paretoFront points
     let groups = points |> List.groupBy (fun (label, _, _) -> label)
-    [ for label, ps in groups -> Chart.Point(x = [ for _, x, _ in ps -> x ], y = [ for _, _, y in ps -> y ], Name = label)
-      Chart.Line(x = [ for _, x, _ in front -> x ], y = [ for _, _, y in front -> y ], Name = "Pareto front", LineDash = StyleParam.DrawingStyle.Dash) ]
+    let markers = [ for label, ps in groups -> Chart.Point(x = [ for _, x, _ in ps -> x ], y = [ for _, _, y in ps -> y ], Name = label) ]
+    let frontLine = Chart.Line(x = [ for _, x, _ in front -> x ], y = [ for _, _, y in front -> y ], Name = "Pareto front", LineDash = StyleParam.DrawingStyle.Dash)
+    markers @ [ frontLine ]
     |> Chart.combine
     |> Chart.withXAxisStyle (xTitle, AxisType = StyleParam.AxisType.Log)
     |> Chart.withYAxisStyle yTitle

@@ -64,7 +64,9 @@ let cell (metric: string) (a: Aggregate) =
     if a.Count = 0 || Double.IsNaN a.Mean then "–"
     else
         let format = if metric.Contains "parameters" || metric = "steps" || metric.EndsWith "examples" then "N0" elif metric.EndsWith "seconds" then "0.0" else "0.000"
-        if a.Count = 1 || a.Std = 0.0 then invariant a.Mean format else sprintf "%s ± %s" (invariant a.Mean format) (invariant a.Std format)
+        // no ± for one seed, or a spread that rounds to nothing at the table's precision
+        if a.Count = 1 || invariant a.Std format = invariant 0.0 format then invariant a.Mean format
+        else sprintf "%s ± %s" (invariant a.Mean format) (invariant a.Std format)
 
 /// One row per group: its key values, n (seeds), each metric's aggregate, and the short commits behind it.
 let rows (by: string list) (metrics: string list) (records: Record list) =
