@@ -44,8 +44,8 @@ let checkPaths (id: string) (trial: Trial) =
 /// The record's metrics, sequences and labels of a fine-tuning outcome.
 let private measured (o: FineTune.Outcome) =
     let metrics =
-        [ for KeyValue(k, v) in o.Dev -> "dev." + k, v
-          for KeyValue(k, v) in o.Test -> "test." + k, v
+        [ for KeyValue(k, v) in o.Dev do ("dev." + k, v)
+          for KeyValue(k, v) in o.Test do ("test." + k, v)
           "steps", float o.Steps
           "best_step", float o.BestStep
           "train_seconds", o.TrainSeconds
