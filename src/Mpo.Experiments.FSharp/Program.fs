@@ -22,6 +22,13 @@ Examples:
   mpo finetune tiny-bert --task spam
   mpo finetune models/tiny-t5 --task RTE --data glue/RTE --epochs 10
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
+  mpo run specs/smoke.json --list
+  mpo run specs/smoke.json --jobs 2
+  mpo run specs/smoke.json --slurm --partition gpu --time 2:00:00 --gpus 1 --throttle 8
+  mpo run specs/smoke.json --status
+  mpo report out/experiments/smoke --by model,training.learning_rate.peak --out out/experiments/smoke/report
+  mpo report results/full-finetuning/store --format csv
+  mpo notebook notebooks/01-mpo-decomposition.ipynb --write
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
