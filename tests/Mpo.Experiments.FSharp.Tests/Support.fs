@@ -12,7 +12,7 @@ type Run = { Code: int; Out: string; Err: string }
 
 /// Runs `dotnet mpo.dll args` in <c>dir</c> with CI set (no progress bars) and the extra environment variables
 /// <c>env</c> (a null value removes one), and returns exit code and output.
-let mpoWith (env: (string * string) list) (dir: string) (args: string list) =
+let mpoWithin (seconds: int) (env: (string * string) list) (dir: string) (args: string list) =
     let psi = ProcessStartInfo("dotnet", mpoDll :: args, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true)
     psi.Environment.["CI"] <- "true"
     for k, v in env do
@@ -20,8 +20,11 @@ let mpoWith (env: (string * string) list) (dir: string) (args: string list) =
     use p = Process.Start psi
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit 120_000) then p.Kill true; failwith $"mpo {args} did not finish"
+    if not (p.WaitForExit(seconds * 1000)) then p.Kill true; failwith $"mpo {args} did not finish in {seconds} s"
     { Code = p.ExitCode; Out = out.Result; Err = err.Result }
+
+/// mpoWithin five minutes (generous: the machine may be shared with other work).
+let mpoWith (env: (string * string) list) (dir: string) (args: string list) = mpoWithin 300 env dir args
 
 /// Runs `dotnet mpo.dll args` in <c>dir</c> with CI set (no progress bars) and returns exit code and output.
 let mpo (dir: string) (args: string list) = mpoWith [] dir args

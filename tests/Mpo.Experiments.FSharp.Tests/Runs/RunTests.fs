@@ -51,7 +51,8 @@ let tests =
             inTempDir (fun dir ->
                 let good, broken = goodTask dir, brokenTask dir
                 let spec, store = cheapSpec dir "grid" [ 1; 2 ] [ good; broken ]
-                let first = mpo dir [ "run"; spec; "--jobs"; "2" ]
+                // whole grids of real trials: generous limits for a machine shared with other work
+                let first = mpoWithin 600 [] dir [ "run"; spec; "--jobs"; "2" ]
                 Expect.equal first.Code 1 $"a failed trial makes the exit code 1; {first.Out} {first.Err}"
                 Expect.stringContains first.Out "4 trials: 4 run now (2 failed), 0 already finished" "summary"
                 let records = store.LoadStrict()
@@ -67,7 +68,7 @@ let tests =
                 for KeyValue(_, r) in records |> Map.filter (fun _ r -> r.Status = Failed) do
                     Expect.stringContains (defaultArg r.Error "") "dev.tsv" "the error is recorded, naming the file"
                 let before = [ for KeyValue(id, _) in finished -> id, File.ReadAllText(store.RecordFile id) ]
-                let second = mpo dir [ "run"; spec ]
+                let second = mpoWithin 600 [] dir [ "run"; spec ]
                 Expect.stringContains second.Out "4 trials: 2 run now (2 failed), 2 already finished" "only the failed trials run again"
                 for id, text in before do Expect.equal (File.ReadAllText(store.RecordFile id)) text $"{id} untouched"
                 let listed = mpo dir [ "run"; spec; "--list" ]

@@ -41,7 +41,7 @@ let tests =
                     let job = submitted.Out.Split(' ').[2].TrimEnd(':')
                     let code, cancelled = cluster.Command "scancel" [ $"{job}_3" ]
                     Expect.equal code 0 $"scancel {job}_3: {cancelled}"
-                    waitFor 90.0 "the array to leave the queue" (queueEmpty cluster)
+                    waitFor 400.0 "the array to leave the queue" (queueEmpty cluster)
                     let afterFirst = store.LoadStrict()
                     Expect.equal afterFirst.Count 3 "three tasks ran and recorded their trials"
                     for KeyValue(_, r) in afterFirst do
@@ -54,7 +54,7 @@ let tests =
                     let again = run [ "--slurm" ]
                     Expect.equal again.Code 0 again.Err
                     Expect.stringContains again.Out "an array of 1 tasks (3 trials finished, 0 still queued)" "only the cancelled trial is submitted"
-                    waitFor 60.0 "the second array" (queueEmpty cluster)
+                    waitFor 300.0 "the second array" (queueEmpty cluster)
                     let all = store.LoadStrict()
                     Expect.equal (all |> Map.filter (fun _ r -> r.Status = Finished)).Count 4 "the grid is complete"
                     for id, text in kept do Expect.equal (File.ReadAllText(store.RecordFile id)) text $"{id} was not redone"
