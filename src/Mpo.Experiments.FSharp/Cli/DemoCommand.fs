@@ -46,17 +46,13 @@ type private Measure =
 
 let private scoreFigure (name: string) (measure: Measure) (dense: float) (rows: Row list) =
     let rho (r: Row) = float r.Summary.MpoParameters / float r.Summary.DenseParameters
-    let sorted = rows |> List.sortBy rho
-    let xs = sorted |> List.map rho
+    let xs = rows |> List.map rho
     let y = measure.Plotted
-    [ Chart.Line(x = xs, y = (sorted |> List.map (fun r -> y r.MpoScore)), Name = "MPO, all bonds capped", ShowMarkers = true)
-      Chart.Line(x = xs, y = (sorted |> List.map (fun r -> y r.SvdScore)), Name = "truncated SVD, same #params per matrix",
-                 ShowMarkers = true, LineDash = StyleParam.DrawingStyle.Dot)
-      Chart.Line(x = [ List.min xs; List.max xs ], y = [ y dense; y dense ], Name = "pre-trained (dense)", LineDash = StyleParam.DrawingStyle.Dash) ]
-    |> Chart.combine
-    |> Chart.withXAxisStyle ("ρ = parameters of the decomposed matrices / dense", AxisType = StyleParam.AxisType.Log)
-    |> Chart.withYAxisStyle ("held-out " + measure.Column, AxisType = (if measure.LogAxis then StyleParam.AxisType.Log else StyleParam.AxisType.Linear))
-    |> Chart.withTitle (sprintf "%s: truncating every weight matrix, before any fine-tuning" name)
+    Figures.tradeOff (sprintf "%s: truncating every weight matrix, before any fine-tuning" name)
+        ("ρ = parameters of the decomposed matrices / dense", true) ("held-out " + measure.Column, measure.LogAxis)
+        [ Figures.series "MPO, all bonds capped" [ for r in rows -> rho r, y r.MpoScore ]
+          { Figures.series "truncated SVD, same #params per matrix" [ for r in rows -> rho r, y r.SvdScore ] with Dash = Some StyleParam.DrawingStyle.Dot }
+          { Figures.series "pre-trained (dense)" [ List.min xs, y dense; List.max xs, y dense ] with Dash = Some StyleParam.DrawingStyle.Dash } ]
 
 let run (args: ParseResults<DemoArgs>) =
     let outDir = args.GetResult(DemoArgs.Out, defaultValue = Path.Combine("out", "demo"))

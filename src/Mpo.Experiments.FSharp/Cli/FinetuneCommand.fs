@@ -1,74 +1,75 @@
 /// `mpo finetune`: full fine-tuning of pre-trained checkpoints (by default the bundled tiny models) on classification
-/// and regression tasks (by default the bundled ones); prints and writes the baselines table. Interrupted runs resume.
+/// and regression tasks (by default the bundled ones) — a `full` grid of models × tasks run into the result store
+/// `<out>/store`, then the baselines table and figure drawn from its records. Finished trials are not run again;
+/// interrupted runs resume in `<runs>/<model>-<task>`.
 module Mpo.Experiments.Cli.FinetuneCommand
 
 open System
 open System.IO
 open Argu
 open Mpo.Data
-open Mpo.Training
 open Mpo.Experiments
 open Mpo.Experiments.Cli.Arguments
 open Mpo.Experiments.FineTuning
-
-
-let private finetuneOne (folder: string) (task: TextTask) (data: string) (settings: FineTune.Settings) (runs: string) =
-    let name = FineTune.modelName folder
-    let run = Path.Combine(runs, sprintf "%s-%s" name task.Name)
-    let metric = FineTune.leadingMetric task
-    printfn "fine-tuning %s on %s; run folder %s" name task.Name run
-    let mutable total = 1.0
-    let outcome =
-        Terminal.ProgressBar.track (sprintf "%s/%s" name task.Name) 1.0 (fun report ->
-            let progress =
-                { new IProgress<TrainingProgress> with
-                    member _.Report p =
-                        total <- float p.TotalSteps
-                        match p.Event with
-                        | TrainingEvent.Step -> report (float p.Step / total) (sprintf "loss %.3f" p.Loss)
-                        | TrainingEvent.Evaluation when not (Terminal.ProgressBar.interactive ()) ->
-                            printfn "  step %d/%d: dev %s %.4f, %.0f s" p.Step p.TotalSteps metric p.Metrics.[metric] p.Elapsed.TotalSeconds
-                        | _ -> () }
-            FineTune.run folder task data settings run progress)
-    let shown (scores: FineTune.Scores) = String.Join(", ", [ for KeyValue(k, v) in scores -> sprintf "%s %.4f" k v ])
-    let majority = if Double.IsNaN outcome.MajorityTestAccuracy then "" else sprintf " (majority %.4f)" outcome.MajorityTestAccuracy
-    printfn "%s on %s: test %s%s after %d updates (best %d) in %.1f min"
-        name task.Name (shown outcome.Test) majority outcome.Steps outcome.BestStep (outcome.TrainSeconds / 60.0)
-    outcome
+open Mpo.Experiments.Runs
+open Mpo.Experiments.Specs
+open Mpo.Experiments.Store.ResultStore
 
 let run (args: ParseResults<FinetuneArgs>) =
     let root = Data.Bundled.root ()
-    let folders =
+    let models =
         match args.GetResult(FinetuneArgs.Models, defaultValue = []) with
         | [] -> Baselines.models
         | [ "all" ] -> Baselines.models @ Models.ModelFolders.encoders
         | names -> names
-        |> List.map Models.ModelFolders.resolve
+    for m in models do Execute.modelFolder m |> ignore
     let tasks =
         match args.GetResult(FinetuneArgs.Task, defaultValue = "all") with
         | "all" -> Baselines.tasks
         | name -> [ TextTasks.ByName name ]
-    let dataFor (task: TextTask) =
+    let data =
         match args.TryGetResult FinetuneArgs.Data with
-        | Some dir when tasks.Length = 1 -> dir
+        | Some dir when tasks.Length = 1 -> Some dir
         | Some _ -> invalidArg "data" "--data names one task's folder; give --task too"
-        | None when TextTasks.All |> Seq.contains task -> Path.Combine(root, TextTasks.Folder, task.Name)
-        | None -> invalidArg "data" (sprintf "task '%s' is not bundled; give its folder with --data" task.Name)
-    let d = FineTune.defaults
-    let settings: FineTune.Settings =
+        | None ->
+            match tasks |> List.tryFind (fun t -> not (TextTasks.All |> Seq.contains t)) with
+            | Some t -> invalidArg "data" (sprintf "task '%s' is not bundled; give its folder with --data" t.Name)
+            | None -> None
+    for t in tasks do
+        if t.Kind = TaskKind.LanguageModeling then
+            invalidArg "task" (sprintf "task '%s' is language modelling; fine-tuning covers classification and regression tasks" t.Name)
+    let d = Trial.defaultTraining
+    let training: Trial.Training =
         { d with
             Epochs = args.GetResult(FinetuneArgs.Epochs, defaultValue = d.Epochs)
             BatchSize = args.GetResult(FinetuneArgs.Batch_Size, defaultValue = d.BatchSize)
-            LearningRate = args.GetResult(FinetuneArgs.Learning_Rate, defaultValue = d.LearningRate)
+            LearningRate = { d.LearningRate with Peak = args.GetResult(FinetuneArgs.Learning_Rate, defaultValue = d.LearningRate.Peak) }
             MaxLength = args.GetResult(FinetuneArgs.Max_Length, defaultValue = d.MaxLength)
-            Seed = args.GetResult(FinetuneArgs.Seed, defaultValue = int d.Seed) |> int64
             MaxSteps = args.TryGetResult FinetuneArgs.Steps |> Option.map int64
             TrainExamples = args.TryGetResult FinetuneArgs.Train_Examples }
+    // the base trial: the flags' settings; the grid sets model and task
+    let baseTrial =
+        Grid.baseOf { Trial.create "" "" with Data = data; Training = training; Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }
+    baseTrial.Remove "model" |> ignore
+    baseTrial.Remove "task" |> ignore
+    let trials = Grid.expand baseTrial (Baselines.grid models [ for t in tasks -> t.Name ])
+    for id, t in trials do Execute.checkPaths id t
     let out = args.GetResult(FinetuneArgs.Out, defaultValue = Path.Combine(root, "out", "finetune"))
     let runs = args.GetResult(FinetuneArgs.Runs, defaultValue = Path.Combine(out, "runs"))
-    let outcomes = [ for folder in folders do for task in tasks -> finetuneOne folder task (dataFor task) settings runs ]
-    // rows of other models and tasks already in the folder's results.json stay: the table grows run by run
-    let all = Baselines.merge (Baselines.read out) outcomes
-    Baselines.write out all (Reports.Machine.describe ())
-    printfn "\n%s\n\nwritten to %s" (Baselines.table all) out
+    // run folders keep their <model>-<task> names (one per pair in this grid)
+    let folders = Map.ofList [ for id, t in trials -> id, Path.Combine(runs, sprintf "%s-%s" (FineTune.modelName (Execute.modelFolder t.Model)) (TextTasks.ByName t.Task).Name) ]
+    let store = Store(Path.Combine(out, "store"), runFolder = fun id -> folders.[id])
+    printfn "fine-tuning %d model/task pairs; store %s, run folders under %s" trials.Length store.Folder runs
+    let summary = Runner.inProcess "mpo finetune" store trials
+    if not summary.Skipped.IsEmpty then printfn "already finished in the store: %s" (String.Join(", ", summary.Skipped))
+    match summary.Errors with
+    | (_, e) :: _ -> raise e   // every other trial ran and is stored; the first failure is the command's error
+    | [] -> ()
+    let contents = store.LoadStrict()
+    // finished rows of other models and tasks already in the store stay: the table grows run by run
+    let ids = set [ for id, _ in trials -> id ]
+    let earlier = [ for KeyValue(id, r) in contents do if r.Status = Finished && not (ids.Contains id) then yield r ]
+    let records = earlier @ [ for id, _ in trials -> contents.[id] ]
+    Baselines.write out records (Reports.Machine.describe ())
+    printfn "\n%s\n\nwritten to %s" (Baselines.table records) out
     0

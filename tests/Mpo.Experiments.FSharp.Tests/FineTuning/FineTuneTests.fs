@@ -21,7 +21,7 @@ let private sentence (random: Random) (list: int) (length: int) =
     String.Join(" ", Array.init length (fun _ -> words.[list].[random.Next 8]))
 
 /// A spam-format task whose class is the word list of its text (seeded).
-let private writeSeparableTask (dir: string) =
+let writeSeparableTask (dir: string) =
     let random = Random 20221012
     let examples split n =
         [ for i in 0 .. n - 1 ->

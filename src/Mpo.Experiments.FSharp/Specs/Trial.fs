@@ -1,0 +1,106 @@
+/// Experiments as data: one trial is a model × a method × a task × hyper-parameters × a seed. A method is a value;
+/// adding one (LFA, squeezed MPO, MPOP_dir, SVD, LoRA, last layers, Switch/MoE/MPOE) is a case here with its
+/// hyper-parameters, its JSON in TrialJson, and the line in FineTune.run that applies it.
+module Mpo.Experiments.Specs.Trial
+
+open System
+open Mpo.Data
+open Mpo.Training
+open Mpo.Experiments.Specs.Schedules
+
+/// What a trial trains and how.
+[<RequireQualifiedAccess>]
+type Method =
+    /// Full fine-tuning: every parameter trained (the baselines MPOP's and MPOE's methods are compared against).
+    | Full
+
+    /// The method's name in specs, IDs and tables.
+    member m.Name =
+        match m with
+        | Full -> "full"
+
+/// How a run trains, whatever the method (Hugging Face TrainingArguments' names where it has one).
+type Training =
+    { Epochs: int
+      BatchSize: int
+      LearningRate: LearningRate
+      WeightDecay: float
+      /// Longest input row, special tokens included.
+      MaxLength: int
+      /// Evaluations on the dev split per epoch (and checkpoints with them).
+      EvaluationsPerEpoch: int
+      /// Stops after this many updates (smoke runs); None: all epochs.
+      MaxSteps: int64 option
+      /// Trains on the first N training examples only (smoke runs); None: all.
+      TrainExamples: int option }
+
+type Trial =
+    { /// A bundled model's name (tiny-bert) or a checkpoint folder in Hugging Face layout.
+      Model: string
+      /// A bundled or GLUE task's name.
+      Task: string
+      /// The task's folder (train/dev/test.tsv); None: the bundled data/tasks/<task>.
+      Data: string option
+      Method: Method
+      Training: Training
+      /// Seed of the head's initialization, shuffling and dropout.
+      Seed: int64 }
+
+/// Full fine-tuning defaults for the tiny models: BERT's recipe (AdamW, linear decay after 10% warmup, weight decay
+/// 0.01, batch 16) with the larger learning rate small models want (they were pre-trained at 1e-3).
+let defaultTraining =
+    { Epochs = 3
+      BatchSize = 16
+      LearningRate = { Peak = 2e-4; Shape = ScheduleKind.Linear; Warmup = WarmupRatio 0.1 }
+      WeightDecay = 0.01
+      MaxLength = 128
+      EvaluationsPerEpoch = 2
+      MaxSteps = None
+      TrainExamples = None }
+
+let defaultSeed = 42L
+
+/// A trial with every default: only the model and the task have none.
+let create (model: string) (task: string) =
+    { Model = model; Task = task; Data = None; Method = Method.Full; Training = defaultTraining; Seed = defaultSeed }
+
+/// What is wrong with a trial as (field path, message) pairs; empty when it can run. Paths are the spec's
+/// ("training.learning_rate.peak"), so errors name the field as the user wrote it.
+let problems (t: Trial) =
+    let tr = t.Training
+    [ if String.IsNullOrWhiteSpace t.Model then "model", "must name a bundled model or a checkpoint folder"
+      let task =
+          try Some(TextTasks.ByName t.Task)
+          with :? ArgumentException -> None
+      match task with
+      | None ->
+          let known = Seq.append GlueTasks.All TextTasks.All |> Seq.map (fun k -> k.Name)
+          "task", sprintf "no task is named '%s' (known: %s)" t.Task (String.Join(", ", known))
+      | Some k when k.Kind = TaskKind.LanguageModeling ->
+          "task", sprintf "'%s' is language modelling; trials fine-tune on classification and regression tasks" k.Name
+      | Some k when t.Data.IsNone && not (TextTasks.All |> Seq.contains k) ->
+          "data", sprintf "task '%s' is not bundled: give its folder (train.tsv, dev.tsv, test.tsv) in data" k.Name
+      | Some _ -> ()
+      match t.Data with
+      | Some d when String.IsNullOrWhiteSpace d -> "data", "must be a folder (or absent for a bundled task)"
+      | _ -> ()
+      if tr.MaxSteps.IsNone && tr.Epochs < 1 then "training.epochs", sprintf "must be at least 1, got %d" tr.Epochs
+      if tr.BatchSize < 1 then "training.batch_size", sprintf "must be at least 1, got %d" tr.BatchSize
+      if not (Double.IsFinite tr.LearningRate.Peak && tr.LearningRate.Peak > 0.0) then
+          "training.learning_rate.peak", sprintf "must be positive and finite, got %g" tr.LearningRate.Peak
+      match tr.LearningRate.Warmup with
+      | WarmupRatio r when not (r >= 0.0 && r <= 1.0) -> "training.learning_rate.warmup_ratio", sprintf "must be in [0, 1], got %g" r
+      | WarmupSteps s when s < 0L -> "training.learning_rate.warmup_steps", sprintf "must be non-negative, got %d" s
+      | _ -> ()
+      if not (Double.IsFinite tr.WeightDecay && tr.WeightDecay >= 0.0) then
+          "training.weight_decay", sprintf "must be non-negative, got %g" tr.WeightDecay
+      if tr.MaxLength < 4 then "training.max_length", sprintf "must be at least 4 tokens (special tokens included), got %d" tr.MaxLength
+      if tr.EvaluationsPerEpoch < 1 then "training.evaluations_per_epoch", sprintf "must be at least 1, got %d" tr.EvaluationsPerEpoch
+      match tr.MaxSteps with
+      | Some s when s < 1L -> "training.max_steps", sprintf "must be at least 1, got %d" s
+      | Some s when (match tr.LearningRate.Warmup with WarmupSteps w -> w > s | _ -> false) ->
+          "training.learning_rate.warmup_steps", sprintf "exceeds training.max_steps (%d): the run would never leave warmup" s
+      | _ -> ()
+      match tr.TrainExamples with
+      | Some n when n < 1 -> "training.train_examples", sprintf "must be at least 1, got %d" n
+      | _ -> () ]
