@@ -95,9 +95,9 @@ let markdown (records: Record list) (figureFile: string option) (machine: string
           "(`mpo finetune`). The best dev checkpoint (by the task's leading metric) is scored on the test split."
           sprintf "Settings: %d epochs, batch %d, AdamW lr %g with %g%% linear warmup then linear decay, weight decay %g, at most %d input tokens, seed %d."
               s.Epochs s.BatchSize s.LearningRate (100.0 * s.WarmupRatio) s.WeightDecay s.MaxLength s.Seed
-          yield! [ for o in outcomes do
-                     match o.Settings.TrainExamples with
-                     | Some n -> yield sprintf "%s on %s: trained on %s training examples drawn with the seed (the split subsampled; the same sample for every model on this task)." o.Model o.Task (Tables.int64s (int64 n))
+          yield! [ for r in records do
+                     match (settings r).TrainExamples with
+                     | Some n -> yield sprintf "%s on %s: trained on %s training examples drawn with the seed (the split subsampled; the same sample for every model on this task)." (model r) (task r) (Tables.int64s (int64 n))
                      | None -> () ]
           "Encoders and GPT-2 get their family's classification head; T5 generates the class word (text to text),"
           "and an answer that is no class word counts as wrong."
