@@ -82,8 +82,10 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     /// <summary>
     /// Truncates the bonds in place: the current (possibly trained, no longer canonical) cores are first brought back
     /// into the canonical gauge, then cut as <paramref name="spec"/> asks. The parameter objects stay the same — their
-    /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones; its per-parameter
-    /// state (Adam moments) no longer matches the shapes and must be reset for these parameters. Gradients are cleared.
+    /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones. Every core is
+    /// re-gauged, also those whose shape does not change, so each is marked replaced
+    /// (<see cref="Training.ParameterReplacement"/>): <see cref="Training.AdamW"/> then starts their moments afresh.
+    /// Gradients are cleared.
     /// </summary>
     /// <returns>The report, with the actual error measured against the matrix before truncation.</returns>
     public TruncationReport Truncate(TruncationSpec spec)
@@ -102,6 +104,7 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
             var replacement = truncated.Cores[k].to(dtype, live[k].device).contiguous();
             live[k].set_(replacement);
             live[k].grad = null;
+            Training.ParameterReplacement.MarkReplaced(live[k]);
         }
         return TruncationReport.Create(gauged, bonds, error);
     }
