@@ -46,11 +46,15 @@ public sealed class MatrixProductOperator : IDisposable
     public MatrixProductOperator Truncate(TruncationSpec spec) =>
         Truncate(Truncation.Plan(Factorization, Spectra, spec));
 
-    /// <summary>Truncates to the given bonds d_0..d_n (each ≤ the current bond; see
-    /// <see cref="MpoFactorization.Consistent"/> for what the cores can carry) and re-gauges.</summary>
+    /// <summary>
+    /// Truncates to the requested bonds d_0..d_n (each ≤ the current bond) and re-gauges. Only the requested cuts
+    /// discard anything: a bond that a cut elsewhere forces down (see <see cref="MpoFactorization.Consistent"/>) has
+    /// that rank in the cut operator already, so the result carries <c>Consistent(bonds)</c> at no extra error, and
+    /// the bound is that of the requested bonds (<see cref="Truncation.ErrorBound"/>).
+    /// </summary>
     public MatrixProductOperator Truncate(IReadOnlyList<int> bonds)
     {
-        bonds = Factorization.Consistent(bonds);
+        Factorization.CheckBonds(bonds);
         for (int b = 1; b < Bonds.Count - 1; b++)
             if (bonds[b] > Bonds[b])
                 throw new ArgumentException($"bond {b} asks for {bonds[b]} but this MPO only has {Bonds[b]}", nameof(bonds));

@@ -29,7 +29,11 @@ public abstract record TruncationSpec
 /// </summary>
 public static class Truncation
 {
-    /// <summary>Bonds d_0..d_n that <paramref name="spec"/> asks for, given the current spectra (bond b at index b-1).</summary>
+    /// <summary>
+    /// Bonds d_0..d_n that <paramref name="spec"/> asks for, given the current spectra (bond b at index b-1). These are
+    /// the bonds to truncate with (<see cref="MatrixProductOperator.Truncate(IReadOnlyList{int})"/>) and to bound the
+    /// error by; the truncated cores carry <see cref="MpoFactorization.Consistent"/> of them, which may be smaller.
+    /// </summary>
     public static int[] Plan(MpoFactorization factorization, IReadOnlyList<double[]> spectra, TruncationSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -42,7 +46,7 @@ public static class Truncation
             case TruncationSpec.MaxBond m:
                 if (m.Bond < 1)
                     throw new ArgumentOutOfRangeException("max-bond", m.Bond, "the bond cap must be at least 1");
-                return factorization.Consistent(current.Select((d, k) => k == 0 || k == n ? 1 : Math.Min(d, m.Bond)).ToArray());
+                return current.Select((d, k) => k == 0 || k == n ? 1 : Math.Min(d, m.Bond)).ToArray();
             case TruncationSpec.PerBond p:
                 if (p.Bonds.Count != n - 1)
                     throw new ArgumentException(
@@ -51,7 +55,7 @@ public static class Truncation
                     if (p.Bonds[b - 1] < 1 || p.Bonds[b - 1] > current[b])
                         throw new ArgumentOutOfRangeException("bonds", p.Bonds[b - 1],
                             $"bond {b} asks for dimension {p.Bonds[b - 1]}, which is impossible: it must lie in 1..{current[b]}");
-                return factorization.Consistent(new[] { 1 }.Concat(p.Bonds).Append(1).ToArray());
+                return new[] { 1 }.Concat(p.Bonds).Append(1).ToArray();
             case TruncationSpec.Tolerance t:
                 if (!(t.Relative >= 0) || double.IsInfinity(t.Relative))
                     throw new ArgumentOutOfRangeException("tolerance", t.Relative, "the relative tolerance must be a finite number ≥ 0");
