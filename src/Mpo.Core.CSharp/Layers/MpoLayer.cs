@@ -81,7 +81,8 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Truncates the bonds in place: the current (possibly trained, no longer canonical) cores are first brought back
-    /// into the canonical gauge, then cut as <paramref name="spec"/> asks. The parameter objects stay the same — their
+    /// into the canonical gauge, then cut as <paramref name="spec"/> asks. A padded factorization is re-gauged from
+    /// its real rows and columns with the padding zeroed, so spectra, ‖W‖ and the error concern the real matrix. The parameter objects stay the same — their
     /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones. Every core is
     /// re-gauged, also those whose shape does not change, so each is marked replaced
     /// (<see cref="Training.ParameterReplacement"/>): <see cref="Training.AdamW"/> then starts their moments afresh.
@@ -93,7 +94,11 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var dtype = Central.dtype;
-        using var gauged = MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
+        // Padding rows/columns (a vocabulary factored as a larger size) must be zero for the spectra to be those of the
+        // real matrix, but training moves them: re-gauge the real block, zero-padded again, instead of the cores.
+        using var gauged = Factorization.IsPadded
+            ? MpoDecomposer.Decompose(Weight(), Factorization, ScalarType.Float64)
+            : MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
         var bonds = Truncation.Plan(Factorization, gauged.Spectra, spec);
         using var truncated = gauged.Truncate(bonds);
         var before = gauged.Reconstruct();
