@@ -54,8 +54,20 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     public string CoreName(int k) => k == CentralIndex ? CentralName : AuxiliaryPrefix + (k < CentralIndex ? k : k - 1);
 
     /// <summary>True for a parameter name (full dotted path or not) that is an MPO central tensor.</summary>
-    public static bool IsCentral(string parameterName) =>
-        parameterName == CentralName || parameterName.EndsWith("." + CentralName, StringComparison.Ordinal);
+    public static bool IsCentral(string parameterName) => LastSegment(parameterName) == CentralName;
+
+    /// <summary>True for a parameter name (full dotted path or not) that is an MPO auxiliary tensor (<c>aux0</c>, …).</summary>
+    public static bool IsAuxiliary(string parameterName)
+    {
+        var last = LastSegment(parameterName);
+        return last.Length > AuxiliaryPrefix.Length && last.StartsWith(AuxiliaryPrefix, StringComparison.Ordinal)
+               && last.AsSpan(AuxiliaryPrefix.Length).ToArray().All(char.IsAsciiDigit);
+    }
+
+    /// <summary>True for a parameter name that is an MPO core, central or auxiliary.</summary>
+    public static bool IsCore(string parameterName) => IsCentral(parameterName) || IsAuxiliary(parameterName);
+
+    static string LastSegment(string name) => name[(name.LastIndexOf('.') + 1)..];
 
     public int CentralIndex => Factorization.CentralIndex;
     /// <summary>The cores in order (parameters, live).</summary>
