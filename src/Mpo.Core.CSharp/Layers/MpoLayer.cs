@@ -111,19 +111,16 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using var gauged = Factorization.IsPadded
             ? MpoDecomposer.Decompose(Weight(), Factorization, ScalarType.Float64)
             : MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
-        var bonds = Truncation.Plan(Factorization, gauged.Spectra, spec);
-        using var truncated = gauged.Truncate(bonds);
-        var before = gauged.Reconstruct();
-        double error = (before - truncated.Reconstruct()).norm().item<double>();
+        using var truncated = gauged.TruncateMeasured(spec);
         var live = cores;
         for (int k = 0; k < live.Length; k++)
         {
-            var replacement = truncated.Cores[k].to(dtype, live[k].device).contiguous();
+            var replacement = truncated.Mpo.Cores[k].to(dtype, live[k].device).contiguous();
             live[k].set_(replacement);
             live[k].grad = null;
             Training.ParameterReplacement.MarkReplaced(live[k]);
         }
-        return TruncationReport.Create(gauged, bonds, error);
+        return truncated.Report;
     }
 
     /// <summary>Trainable and total parameter counts, in the style of peft's <c>print_trainable_parameters</c>.</summary>

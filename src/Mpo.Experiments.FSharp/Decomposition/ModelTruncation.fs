@@ -51,10 +51,9 @@ type Cut =
       SvdRelativeError: float }
 
 let cut (spec: TruncationSpec) (m: Matrix) =
-    let bonds = Truncation.Plan(m.Mpo.Factorization, m.Mpo.Spectra, spec)
-    use truncated = m.Mpo.Truncate(bonds)
-    let mpoWeight = truncated.Reconstruct()
-    let report = TruncationReport.Create(m.Mpo, bonds, (mpoWeight - m.Weight).norm().item<float>())
+    let truncated = m.Mpo.TruncateMeasured(spec, m.Weight)
+    truncated.Mpo.Dispose()
+    let mpoWeight, report = truncated.Matrix, truncated.Report
     let rank = min (int (report.Parameters / int64 (m.Rows + m.Cols))) (min m.Rows m.Cols)
     let svdWeight = m.U.narrow(1, 0, int64 rank).mul(m.S.narrow(0, 0, int64 rank)).matmul(m.Vh.narrow(0, 0, int64 rank))
     { Name = m.Name; Report = report; MpoWeight = mpoWeight; SvdRank = rank; SvdWeight = svdWeight
