@@ -74,6 +74,21 @@ public static class Truncation
         }
     }
 
+    /// <summary>
+    /// The bonds <paramref name="spec"/> asks for without any spectrum, from the full bonds alone: what a cap or
+    /// explicit bonds give a matrix of this factorization whatever its values (counting parameters from a
+    /// configuration). Tolerance and budget depend on the singular values and are refused.
+    /// </summary>
+    public static int[] PlanShape(MpoFactorization factorization, TruncationSpec spec)
+    {
+        if (spec is TruncationSpec.Tolerance or TruncationSpec.Budget)
+            throw new ArgumentException(
+                $"truncation {spec} depends on the weights' singular values; without weights only max_bond and bonds can be planned", nameof(spec));
+        var full = factorization.FullBonds();
+        var flat = full.Skip(1).Take(full.Length - 2).Select(d => new double[d]).ToArray();
+        return Plan(factorization, flat, spec);
+    }
+
     /// <summary>One truncation on the trade-off curve: requested bonds, the parameters of the cores they leave, the
     /// bound squared.</summary>
     sealed record Choice(int[] Bonds, long Parameters, double Error2);

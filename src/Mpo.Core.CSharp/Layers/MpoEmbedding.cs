@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using Mpo.Contraction;
 using Mpo.Decomposition;
@@ -29,6 +30,17 @@ public sealed class MpoEmbedding : MpoLayer
     {
         if (paddingIdx is { } pad && (pad < 0 || pad >= mpo.Factorization.Rows))
             throw new ArgumentOutOfRangeException(nameof(paddingIdx), pad, $"padding_idx must lie in 0..{mpo.Factorization.Rows - 1}");
+        PaddingIdx = paddingIdx;
+    }
+
+    /// <summary>An MPO embedding with zero cores of the given bonds: to load cores into, or on the meta device for
+    /// counting (see the base constructor).</summary>
+    public MpoEmbedding(MpoFactorization factorization, IReadOnlyList<int> bonds, long? paddingIdx = null, ScalarType? dtype = null,
+                        Device? device = null, string name = "MpoEmbedding")
+        : base(name, factorization, bonds, dtype, device)
+    {
+        if (paddingIdx is { } pad && (pad < 0 || pad >= factorization.Rows))
+            throw new ArgumentOutOfRangeException(nameof(paddingIdx), pad, $"padding_idx must lie in 0..{factorization.Rows - 1}");
         PaddingIdx = paddingIdx;
     }
 

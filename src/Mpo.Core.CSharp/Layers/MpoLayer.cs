@@ -32,10 +32,25 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(mpo);
         Factorization = mpo.Factorization;
-        var initial = mpo.Cores.Select(c => new Parameter(adoptCores ? c : c.detach().clone(), requires_grad: true)).ToArray();
+        var initial = mpo.Cores.Select(c => Owned(adoptCores ? c : c.detach().clone())).ToArray();
         coreNames = Enumerable.Range(0, initial.Length).Select(CoreName).ToArray();
         for (int k = 0; k < initial.Length; k++)
             register_parameter(coreNames[k], initial[k]);
+    }
+
+    /// <summary>
+    /// Cores of the given shapes, zero-filled, on <paramref name="device"/> (default: libtorch's default device): a
+    /// layer to load saved cores into (an adapter, a squeezed checkpoint), or, on the meta device, one that only has
+    /// shapes (parameter counts from a configuration alone).
+    /// </summary>
+    protected MpoLayer(string name, MpoFactorization factorization, IReadOnlyList<int> bonds, ScalarType? dtype, Device? device) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(factorization);
+        factorization.CheckBonds(bonds);
+        Factorization = factorization;
+        coreNames = Enumerable.Range(0, factorization.CoreCount).Select(CoreName).ToArray();
+        for (int k = 0; k < coreNames.Length; k++)
+            register_parameter(coreNames[k], Owned(zeros(factorization.CoreShape(k, bonds), dtype, device)));
     }
 
     /// <summary>Decomposes <paramref name="weight"/> (default factors: the chooser's) and truncates it if asked; the
@@ -48,6 +63,15 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         var full = MpoDecomposer.Decompose(weight, factorization);
         if (truncation is null) return full;
         using (full) return full.Truncate(truncation);
+    }
+
+    /// <summary>A trainable parameter this layer owns: taken out of any dispose scope it was made in, so a layer built
+    /// inside a scope (a tuner's loop) keeps its tensors when the scope ends.</summary>
+    protected static Parameter Owned(Tensor values)
+    {
+        var parameter = new Parameter(values, requires_grad: true);
+        parameter.DetachFromDisposeScope();
+        return parameter;
     }
 
     /// <summary>Name of the parameter that holds core <paramref name="k"/>.</summary>
@@ -123,15 +147,4 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         return truncated.Report;
     }
 
-    /// <summary>Trainable and total parameter counts, in the style of peft's <c>print_trainable_parameters</c>.</summary>
-    public (long Trainable, long Total) ParameterCounts()
-    {
-        long trainable = 0, total = 0;
-        foreach (var p in parameters())
-        {
-            total += p.numel();
-            if (p.requires_grad) trainable += p.numel();
-        }
-        return (trainable, total);
-    }
 }

@@ -52,7 +52,7 @@ let run (args: ParseResults<DemoArgs>) =
     let folder = Path.Combine(Bundled.modelsFolder (), m.Name)
     let struct (model, _) = PretrainedModel.Load folder
     use model = model
-    let total = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
+    let total = (Mpo.Tuning.ParameterCounting.Count model).Total
     printfn "model: %s (%s, %s parameters, pre-trained by `mpo pretrain`; see its model card)" folder model.Architecture (Tables.int64s total)
 
     let clock = Stopwatch.StartNew()

@@ -40,6 +40,7 @@ let private finetuneOne (folder: string) (task: TextTask) (data: string) (settin
     let majority = if Double.IsNaN outcome.MajorityTestAccuracy then "" else sprintf " (majority %.4f)" outcome.MajorityTestAccuracy
     printfn "%s on %s: test %s%s after %d updates (best %d) in %.1f min"
         name task.Name (shown outcome.Test) majority outcome.Steps outcome.BestStep (outcome.TrainSeconds / 60.0)
+    printfn "  %O" (Mpo.Tuning.ParameterCount(outcome.TrainableParameters, outcome.Parameters))
     outcome
 
 let run (args: ParseResults<FinetuneArgs>) =

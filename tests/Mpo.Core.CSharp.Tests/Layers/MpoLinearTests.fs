@@ -66,8 +66,8 @@ let tests =
                 for aux in layer.Auxiliary do
                     Expect.isNotNull (box aux.grad) $"{path}: auxiliary gradient"
                     Expect.isGreaterThan (aux.grad.abs().sum().item<float>()) 0.0 "non-zero"
-            let struct (trainable, total) = layer.ParameterCounts()
-            Expect.equal (total - trainable) (layer.Central.numel()) "only the central tensor is frozen" }
+            let count = Mpo.Tuning.ParameterCounting.Count layer
+            Expect.equal (count.Total - count.Trainable) (layer.Central.numel()) "only the central tensor is frozen" }
 
         test "an optimizer step with a frozen central tensor leaves it bit-identical" {
             use layer = MpoLinear.FromLinear(denseLinear 7, factors)

@@ -11,6 +11,7 @@ open TorchSharp
 open Mpo.Checkpoints
 open Mpo.Layers
 open Mpo.Models
+open Mpo.Tuning
 open Mpo.Core.Tests.Support
 
 type Tensor = torch.Tensor
