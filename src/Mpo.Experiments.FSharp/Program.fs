@@ -22,6 +22,7 @@ Examples:
   mpo finetune tiny-bert --task spam
   mpo finetune models/tiny-t5 --task RTE --data glue/RTE --epochs 10
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
+  mpo count --config data/configs/models/albert-base-v2.json --mpo mpop-albert
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
@@ -51,6 +52,7 @@ let main argv =
         | Forward args -> ForwardCommand.run args
         | Pretrain args -> PretrainCommand.run args
         | Finetune args -> FinetuneCommand.run args
+        | Count args -> CountCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

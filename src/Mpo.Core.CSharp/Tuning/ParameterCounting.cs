@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
+using Mpo.Decomposition;
+using Mpo.Layers;
 using Mpo.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,6 +23,17 @@ public readonly record struct ParameterCount(long Trainable, long Total)
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"trainable params: {Trainable:N0} || all params: {Total:N0} || trainable%: {TrainablePercent:F4}");
 }
+
+/// <summary>One MPO layer of a model as counted: where, which family, its factors and bonds, and its parameters.</summary>
+public sealed record MpoLayerCount(string Path, string? Family, MpoFactorization Factorization, int[] Bonds,
+                                   long Parameters, long CentralParameters, bool CentralTrainable)
+{
+    /// <summary>Parameters of the dense matrix the layer replaces (rows × columns, padding excluded).</summary>
+    public long DenseParameters => (long)Factorization.Rows * Factorization.Cols;
+}
+
+/// <summary>A model's count: its class, trainable and total parameters, and each MPO layer in it.</summary>
+public sealed record ModelCount(string Architecture, string ModelType, ParameterCount Parameters, IReadOnlyList<MpoLayerCount> MpoLayers);
 
 /// <summary>
 /// A method that changes a model's structure (MPO decomposition, later MPOE's experts): besides applying itself to a
@@ -58,14 +72,33 @@ public static class ParameterCounting
         return new ParameterCount(trainable, total);
     }
 
+    /// <summary>The count of a model with weights (or shapes only) and of every MPO layer in it.</summary>
+    public static ModelCount Describe(PretrainedModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var layers = model.named_modules()
+            .Where(m => m.module is MpoLayer)
+            .Select(m =>
+            {
+                var layer = (MpoLayer)m.module;
+                var bonds = layer.Bonds;
+                return new MpoLayerCount(m.name, TargetPatterns.FamilyOf(model.Config.ModelType, m.name), layer.Factorization, bonds,
+                                         layer.Factorization.ParameterCount(bonds), layer.Factorization.CentralParameterCount(bonds), layer.CentralTrainable);
+            })
+            .ToList();
+        return new ModelCount(model.Architecture, model.Config.ModelType, Count(model), layers);
+    }
+
     /// <summary>
     /// The count of <paramref name="architecture"/> built from <paramref name="config"/> with <paramref name="tuners"/>
-    /// applied, from the configuration alone: the model is built on the meta device and each tuner swaps in modules by
-    /// shape (<see cref="IStructuralTuner.ApplyShapes"/>). libtorch's default device is process-wide, so the build
-    /// holds a lock and must not run beside other tensor work of the same process.
+    /// applied in order, from the configuration alone: the model is built on the meta device (shapes, no storage) and
+    /// each tuner swaps in modules by shape (<see cref="IStructuralTuner.ApplyShapes"/>; MPO layers, and experts for a
+    /// mixture-of-experts method). libtorch's default device is process-wide, so the build holds a lock and must not
+    /// run beside other tensor work of the same process.
     /// </summary>
-    public static ParameterCount FromConfig(ModelConfig config, string architecture, IEnumerable<IStructuralTuner>? tuners = null)
+    public static ModelCount FromConfig(ModelConfig config, string architecture, IEnumerable<IStructuralTuner>? tuners = null)
     {
+        ArgumentNullException.ThrowIfNull(config);
         lock (metaDevice)
         {
             var previous = get_default_device();
@@ -74,7 +107,7 @@ public static class ParameterCounting
             {
                 using var model = ModelRegistry.Create(config, architecture);
                 foreach (var tuner in tuners ?? Array.Empty<IStructuralTuner>()) tuner.ApplyShapes(model);
-                return Count(model);
+                return Describe(model);
             }
             finally
             {
@@ -82,4 +115,12 @@ public static class ParameterCounting
             }
         }
     }
+
+    /// <summary>The class <c>mpo count</c> builds from a configuration when none is named: the family's
+    /// sequence-classification head, as MPOP's tables count (AlbertForSequenceClassification, two labels by default);
+    /// T5, which classifies text to text, as T5ForConditionalGeneration.</summary>
+    public static string CountedArchitecture(ModelConfig config) =>
+        ModelRegistry.SequenceClassificationArchitecture(config.ModelType)
+        ?? ModelRegistry.Family(config.ModelType, "model_type").Classes.Keys.First(k => k.EndsWith("ForConditionalGeneration", StringComparison.Ordinal)
+                                                                                || k.EndsWith("LMHeadModel", StringComparison.Ordinal));
 }

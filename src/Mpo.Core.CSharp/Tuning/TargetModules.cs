@@ -182,6 +182,10 @@ public static class TargetPatterns
         return found;
     }
 
+    /// <summary>The family of the module at <paramref name="path"/> in a <paramref name="modelType"/> model, or null.</summary>
+    public static string? FamilyOf(string modelType, string path) =>
+        For(modelType).FirstOrDefault(kv => kv.Value.IsMatch(path)).Key;
+
     /// <summary>The <c>padding_idx</c> of a word-embedding target (the pad token's row of BERT-style embeddings),
     /// read from the embeddings block that owns it; null for tables without one (GPT-2's <c>wte</c>, T5's <c>shared</c>).</summary>
     public static long? PaddingIdx(PretrainedModel model, TargetModule target)

@@ -109,6 +109,20 @@ type FinetuneArgs =
             | Out _ -> "folder for results.json, README.md (the table) and the figure (default out/finetune)."
             | Runs _ -> "folder for each run's checkpoints and metrics.jsonl (default <out>/runs); a run found there resumes."
 
+[<RequireQualifiedAccess>]
+type CountArgs =
+    | [<Mandatory>] Config of path: string
+    | Mpo of preset: string
+    | Architecture of hf_class: string
+    | Labels of n: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Config _ -> "a model's config.json (or a checkpoint folder holding one); no weights are read."
+            | Mpo _ -> "decompose MPOP's matrices: a preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration JSON file."
+            | Architecture _ -> "HF class to count (default: the family's sequence-classification head; T5ForConditionalGeneration for T5)."
+            | Labels _ -> "number of labels of the classification head (default: the config's, else 2)."
+
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
@@ -116,6 +130,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Forward of ParseResults<ForwardArgs>
     | [<CliPrefix(CliPrefix.None)>] Pretrain of ParseResults<PretrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Finetune of ParseResults<FinetuneArgs>
+    | [<CliPrefix(CliPrefix.None)>] Count of ParseResults<CountArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -124,4 +139,5 @@ type MpoArgs =
             | Pretrain _ -> "pre-train the bundled tiny models from scratch on the bundled corpus (resumable)."
             | Finetune _ -> "fine-tune every parameter of pre-trained models on classification tasks: the baselines table (resumable)."
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
+            | Count _ -> "count a model's parameters from its config.json alone, plain or MPO-decomposed (peft's trainable-parameter line)."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."
