@@ -27,11 +27,13 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     Parameter[] cores => coreNames.Select(n => get_parameter(n) ?? throw new InvalidOperationException($"MPO core '{n}' is not registered")).ToArray();
 
     public MpoFactorization Factorization { get; }
+    double[][]? spectra;
 
     protected MpoLayer(string name, MatrixProductOperator mpo, bool adoptCores) : base(name)
     {
         ArgumentNullException.ThrowIfNull(mpo);
         Factorization = mpo.Factorization;
+        spectra = mpo.Spectra.Select(s => s.ToArray()).ToArray();
         var initial = mpo.Cores.Select(c => Owned(adoptCores ? c : c.detach().clone())).ToArray();
         coreNames = Enumerable.Range(0, initial.Length).Select(CoreName).ToArray();
         for (int k = 0; k < initial.Length; k++)
@@ -116,6 +118,63 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     public Tensor Weight() => Contraction.MpoContraction.Reconstruct(cores, Factorization);
 
     /// <summary>
+    /// The Schmidt values of every bond (bond b at index b-1) as of the layer's last canonical gauge — its
+    /// decomposition or its last <see cref="Truncate"/> — which training since leaves unchanged (MPOP's dimension
+    /// squeezing ranks cuts by these stored values, spec §4.4). A layer built from shapes alone gauges its current
+    /// cores the first time they are asked for.
+    /// </summary>
+    public IReadOnlyList<double[]> Spectra
+    {
+        get
+        {
+            if (spectra is null)
+            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                using var gauged = Gauged();
+                spectra = gauged.Spectra.Select(s => s.ToArray()).ToArray();
+            }
+            return spectra;
+        }
+    }
+
+    /// <summary>
+    /// Replaces every core with <paramref name="values"/> (any bonds the factorization allows; a saved squeezing state,
+    /// a checkpoint's shapes), keeping the parameter objects, and the stored spectra with <paramref name="schmidt"/>
+    /// (null: gauged again when next asked for). The cores are marked replaced, so AdamW starts them afresh.
+    /// </summary>
+    public void LoadCores(IReadOnlyList<Tensor> values, IReadOnlyList<double[]>? schmidt = null)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var live = cores;
+        if (values.Count != live.Length)
+            throw new ArgumentException($"expected {live.Length} cores, got {values.Count}", nameof(values));
+        var bonds = new[] { 1 }.Concat(values.Select(v => (int)v.shape[3])).ToArray();
+        Factorization.CheckBonds(bonds, nameof(values));
+        for (int k = 0; k < live.Length; k++)
+            if (!values[k].shape.SequenceEqual(Factorization.CoreShape(k, bonds)))
+                throw new ArgumentException(
+                    $"core {k} has shape [{string.Join(",", values[k].shape)}], expected [{string.Join(",", Factorization.CoreShape(k, bonds))}] for {Factorization}", nameof(values));
+        if (schmidt is not null && (schmidt.Count != bonds.Length - 2 || schmidt.Where((l, b) => l.Length != bonds[b + 1]).Any()))
+            throw new ArgumentException("the spectra do not match the cores' bonds", nameof(schmidt));
+        using var _ = no_grad();
+        for (int k = 0; k < live.Length; k++)
+        {
+            live[k].set_(values[k].detach().to(live[k].dtype, live[k].device).clone());
+            live[k].grad = null;
+            Training.ParameterReplacement.MarkReplaced(live[k]);
+        }
+        spectra = schmidt?.Select(l => l.ToArray()).ToArray();
+    }
+
+    /// <summary>The current cores in the canonical gauge (float64, in the caller's dispose scope). Padding
+    /// rows/columns (a vocabulary factored as a larger size) must be zero for the spectra to be those of the real
+    /// matrix, but training moves them: a padded layer is re-gauged from its real block, zero-padded again.</summary>
+    MatrixProductOperator Gauged() => Factorization.IsPadded
+        ? MpoDecomposer.Decompose(Weight(), Factorization, ScalarType.Float64)
+        : MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
+
+    /// <summary>
     /// Truncates the bonds in place: the current (possibly trained, no longer canonical) cores are first brought back
     /// into the canonical gauge, then cut as <paramref name="spec"/> asks. A padded factorization is re-gauged from
     /// its real rows and columns with the padding zeroed, so spectra, ‖W‖ and the error concern the real matrix. The parameter objects stay the same — their
@@ -130,12 +189,9 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var dtype = Central.dtype;
-        // Padding rows/columns (a vocabulary factored as a larger size) must be zero for the spectra to be those of the
-        // real matrix, but training moves them: re-gauge the real block, zero-padded again, instead of the cores.
-        using var gauged = Factorization.IsPadded
-            ? MpoDecomposer.Decompose(Weight(), Factorization, ScalarType.Float64)
-            : MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
+        using var gauged = Gauged();
         using var truncated = gauged.TruncateMeasured(spec);
+        spectra = truncated.Mpo.Spectra.Select(s => s.ToArray()).ToArray();
         var live = cores;
         for (int k = 0; k < live.Length; k++)
         {
