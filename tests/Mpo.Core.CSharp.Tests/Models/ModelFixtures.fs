@@ -36,7 +36,7 @@ let load (name: string) (dtype: torch.ScalarType) =
     model.``to``(dtype) |> ignore
     model, report
 
-let inTemp (action: string -> unit) =
+let inTemp (action: string -> 'T) =
     let dir = Directory.CreateTempSubdirectory("mpo-models-")
     try action dir.FullName finally dir.Delete true
 

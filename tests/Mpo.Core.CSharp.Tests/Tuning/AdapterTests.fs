@@ -32,7 +32,7 @@ let trained () =
             p.add_(gaussian seed (List.ofArray p.shape) torch.float32 * 0.05f) |> ignore
     tuned
 
-let inTemp = Mpo.Core.Tests.ModelFixtures.inTemp
+let inTemp action = Mpo.Core.Tests.ModelFixtures.inTemp action
 
 let tensorNames (path: string) =
     use file = SafeTensorsFile.Open path

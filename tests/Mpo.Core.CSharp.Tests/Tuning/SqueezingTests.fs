@@ -16,12 +16,7 @@ open Mpo.Tuning
 open Mpo.Core.Tests.Support
 open Mpo.Core.Tests.TunerTests
 
-let inTemp = Mpo.Core.Tests.ModelFixtures.inTemp
-
-/// A temporary folder for <c>action</c>, which returns a value.
-let inTemp' (action: string -> 'T) =
-    let dir = Directory.CreateTempSubdirectory("mpo-squeeze-")
-    try action dir.FullName finally dir.Delete true
+let inTemp action = Mpo.Core.Tests.ModelFixtures.inTemp action
 
 /// The BERT classifier fixture in float64 with every MPOP matrix decomposed, central tensors frozen.
 let tunedFixture () = mpop.Apply(loadFixture "BertForSequenceClassification" None)
@@ -145,7 +140,7 @@ let tests =
         test "MPOP_dir: straight to the squeezed bonds in one cut; bonds above the current ones are refused" {
             use squeezed = tunedFixture ()
             let cutPath =
-                inTemp' (fun dir ->
+                inTemp (fun dir ->
                     let callback = DimensionSqueezing(squeezed, squeezeOptions, Path.Combine(dir, "squeeze"))
                     use run = trainer squeezed (Path.Combine(dir, "run")) callback
                     run.Run() |> ignore
