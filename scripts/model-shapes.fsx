@@ -36,7 +36,7 @@ for model, matrices in models do
             let central = f.CentralParameterCount full
             [ m.Name; string m.Count; $"{Tables.factors f.RowFactors}x{Tables.factors f.ColFactors}"; Tables.factors full
               Tables.int64s (int64 m.Rows * int64 m.Cols); Tables.int64s central; Tables.int64s (f.ParameterCount full - central) ]
-            @ [ for cap in caps -> Tables.int64s (f.ParameterCount(Truncation.Plan(f, [ for b in 1 .. f.CoreCount - 1 -> Array.create full.[b] 1.0 ], TruncationSpec.MaxBond cap))) ] ]
+            @ [ for cap in caps -> Tables.int64s (f.ParameterCount(f.Consistent(Truncation.PlanShape(f, TruncationSpec.MaxBond cap)))) ] ]
     printfn "%s" (Tables.markdown
         ([ "matrix"; "count"; "factors"; "full bonds"; "dense"; "central"; "auxiliary" ] @ [ for c in caps -> $"MPO, D ≤ {c}" ])
         rows)

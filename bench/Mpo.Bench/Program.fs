@@ -27,6 +27,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Train of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Memory of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Encode of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Tune of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -36,6 +37,7 @@ type Args =
             | All _ -> "decompose, then linear."
             | Memory _ -> "resident memory and live tensors over 1,000 training updates of tiny-t5."
             | Encode _ -> "encoding with the imported all-MiniLM-L6-v2 against ONNX Runtime on the same graph, side by side."
+            | Tune _ -> "MPO-ization of a BERT-base-sized model: time and peak memory of the tuner, against holding every float64 copy."
             | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
 
@@ -62,7 +64,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a | Tune a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -79,6 +81,7 @@ let main argv =
         | Train _ -> section opts machine "train" TrainBench.run TrainBench.markdown
         | Memory _ -> section opts machine "memory" TrainBench.memoryTrace TrainBench.memoryMarkdown
         | Encode _ -> section opts machine "encode" EncodeBench.run EncodeBench.markdown
+        | Tune _ -> section opts machine "tune" TuneBench.run TuneBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown

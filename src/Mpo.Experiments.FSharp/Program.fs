@@ -32,6 +32,7 @@ Examples:
   mpo report out/experiments/smoke --by model,training.learning_rate.peak --out out/experiments/smoke/report
   mpo report results/full-finetuning/store --format csv
   mpo notebook notebooks/01-mpo-decomposition.ipynb --write
+  mpo count --config data/configs/models/albert-base-v2.json --mpo mpop-albert
 
 Exit codes: 0 success, 2 bad input (arguments, files, tensors), 1 anything else."""
 
@@ -66,6 +67,7 @@ let main argv =
         | Run args -> RunCommand.run args
         | Report args -> ReportCommand.run args
         | Notebook args -> NotebookCommand.run args
+        | Count args -> CountCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message

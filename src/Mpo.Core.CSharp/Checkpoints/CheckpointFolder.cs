@@ -63,6 +63,8 @@ public sealed class CheckpointFolder : IDisposable
     public JsonObject? Config { get; }
     /// <summary>Every tensor name, in shard order then file order.</summary>
     public IReadOnlyList<string> TensorNames { get; }
+    /// <summary>The weight files (full paths), by file name: <c>model.safetensors</c> or the index's shards.</summary>
+    public IReadOnlyList<string> Files => shards.Keys.OrderBy(f => f, StringComparer.Ordinal).Select(f => System.IO.Path.Combine(Path, f)).ToList();
 
     CheckpointFolder(string path, JsonObject? config, Dictionary<string, SafeTensorsFile> shards, Dictionary<string, SafeTensorsFile> byTensor, List<string> names)
     {

@@ -46,19 +46,56 @@ public sealed class MatrixProductOperator : IDisposable
     public MatrixProductOperator Truncate(TruncationSpec spec) =>
         Truncate(Truncation.Plan(Factorization, Spectra, spec));
 
-    /// <summary>Truncates to the given bonds d_0..d_n (each ≤ the current bond; see
-    /// <see cref="MpoFactorization.Consistent"/> for what the cores can carry) and re-gauges.</summary>
+    /// <summary>
+    /// Truncates to the requested bonds d_0..d_n (each ≤ the current bond) and re-gauges. Only the requested cuts
+    /// discard anything: a bond that a cut elsewhere forces down (see <see cref="MpoFactorization.Consistent"/>) has
+    /// that rank in the cut operator already, so the result carries <c>Consistent(bonds)</c> at no extra error, and
+    /// the bound is that of the requested bonds (<see cref="Truncation.ErrorBound"/>).
+    /// </summary>
     public MatrixProductOperator Truncate(IReadOnlyList<int> bonds)
     {
-        bonds = Factorization.Consistent(bonds);
+        Factorization.CheckBonds(bonds);
         for (int b = 1; b < Bonds.Count - 1; b++)
             if (bonds[b] > Bonds[b])
                 throw new ArgumentException($"bond {b} asks for {bonds[b]} but this MPO only has {Bonds[b]}", nameof(bonds));
         return MpoDecomposer.Canonicalize(Cores, Factorization, bonds, Cores[0].dtype);
     }
 
+    /// <summary>
+    /// Truncates as <paramref name="spec"/> asks and measures what it cost: the one way every caller truncates and
+    /// reports (a sweep of settings, a whole model, the command line, a layer squeezed in place).
+    /// </summary>
+    /// <param name="reference">The matrix the error is measured against (e.g. the original dense weight, so the
+    /// decomposition's round-off counts too); default this MPO's own reconstruction.</param>
+    public MeasuredTruncation TruncateMeasured(TruncationSpec spec, Tensor? reference = null)
+    {
+        var bonds = Truncation.Plan(Factorization, Spectra, spec);
+        var truncated = Truncate(bonds);
+        Tensor matrix;
+        double error;
+        using (var scope = NewDisposeScope())
+        {
+            matrix = truncated.Reconstruct();
+            var against = reference ?? Reconstruct();
+            error = (matrix.to(ScalarType.Float64) - against.to(ScalarType.Float64)).norm().item<double>();
+            matrix.MoveToOuterDisposeScope();
+        }
+        return new MeasuredTruncation(truncated, matrix, TruncationReport.Create(this, bonds, error));
+    }
+
     public void Dispose()
     {
         foreach (var c in Cores) c.Dispose();
+    }
+}
+
+/// <summary>A truncated MPO, the dense matrix it represents, and its report with the error measured; owns both
+/// tensors' lifetimes (dispose it, or take what you keep).</summary>
+public sealed record MeasuredTruncation(MatrixProductOperator Mpo, Tensor Matrix, TruncationReport Report) : IDisposable
+{
+    public void Dispose()
+    {
+        Mpo.Dispose();
+        Matrix.Dispose();
     }
 }

@@ -13,8 +13,9 @@ namespace Mpo.Decomposition;
 /// with explicit gauge matrices P_b, Q_b built from λ^{-1/2}. Here the same gauge is reached directly: a TT-SVD from
 /// the right, whose singular values at bond b are exactly the Schmidt values λ_b of the bond-b unfolding, then each
 /// bond gets √λ_b on both sides. Arbitrary cores (after training) are first made left-orthonormal by a QR sweep and
-/// then swept the same way. All of it runs in float64 on the input's device; results come back in the caller's
-/// dtype on that device.
+/// then swept the same way. The ±1 left free per bond index is fixed by one rule (<see cref="FixSigns"/>), so the
+/// cores are a function of the matrix alone. All of it runs in float64 on the input's device; results come back in
+/// the caller's dtype on that device.
 /// </para>
 /// </summary>
 public static class MpoDecomposer
@@ -159,6 +160,29 @@ public static class MpoDecomposer
     }
 
     /// <summary>
+    /// The canonical gauge is unique only up to a ±1 per bond index (an SVD may return either sign of a singular
+    /// vector pair, and which one depends on the LAPACK build and on the cores it started from). This fixes it, so that
+    /// the central tensor of a matrix is the same tensor wherever and from whatever cores it was computed (an adapter
+    /// trained against it records its hash): bond by bond, left to right, the largest-|x| entry of each index's slice
+    /// of the left core, <c>core[b-1][..., m]</c>, is made positive (the first such entry in row-major order on a
+    /// tie), flipping <c>core[b][m, ...]</c> with it. The numpy reference's rule (tools/reference). Indices whose slice
+    /// is zero (numerically zero Schmidt values) keep +1; degenerate Schmidt values leave a rotation no sign can fix.
+    /// </summary>
+    static void FixSigns(Tensor[] cores)
+    {
+        for (int b = 1; b < cores.Length; b++)
+        {
+            var s = cores[b - 1].shape;
+            var left = cores[b - 1].reshape(-1, s[3]);
+            var largest = left.abs().argmax(0);   // the first maximal index, as torch documents
+            var sign = left.gather(0, largest.unsqueeze(0)).squeeze(0).sign();
+            sign = where(sign.eq(0), ones_like(sign), sign);
+            cores[b - 1] = cores[b - 1] * sign.reshape(1, 1, 1, -1);
+            cores[b] = cores[b] * sign.reshape(-1, 1, 1, 1);
+        }
+    }
+
+    /// <summary>
     /// Given right-orthonormal cores 1..n-1 (core 0 carrying the weight) and the Schmidt values of every bond, gives
     /// each bond √λ on both sides: core k := diag(√λ_k) · B_k · diag(λ_{k+1}^{-1/2}).
     /// </summary>
@@ -179,8 +203,10 @@ public static class MpoDecomposer
             var core = work[k];
             if (k > 0) core = core * sqrt[k - 1].reshape(-1, 1, 1, 1);
             if (k < n - 1) core = core * invSqrt[k].reshape(1, 1, 1, -1);
-            result[k] = core.to(outType).contiguous();
+            result[k] = core;
         }
+        FixSigns(result);
+        for (int k = 0; k < n; k++) result[k] = result[k].to(outType).contiguous();
         var spectraValues = spectra.Select(l => l.cpu().data<double>().ToArray()).ToArray();
         return new MatrixProductOperator(factorization, result, spectraValues);
     }

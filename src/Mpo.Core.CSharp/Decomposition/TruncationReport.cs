@@ -6,6 +6,8 @@ namespace Mpo.Decomposition;
 /// <summary>
 /// What a truncation costs and saves (spec §3.6), in the terms of the paper: per-bond discarded weight ε_b, the bound
 /// √(Σ ε_b²), the measured error, parameters (central / auxiliary), the compression ratio ρ and per-bond entropy.
+/// <see cref="RequestedBonds"/> are the cuts asked for (ε_b and the bound come from them); <see cref="Bonds"/> are the
+/// bonds the truncated cores carry (parameters come from them), smaller where a cut forces a neighbour down.
 /// Plain data, serializable to JSON as is.
 /// </summary>
 public sealed record TruncationReport(
@@ -15,6 +17,7 @@ public sealed record TruncationReport(
     int Cols,
     int CentralIndex,
     int[] FullBonds,
+    int[] RequestedBonds,
     int[] Bonds,
     long DenseParameters,
     long Parameters,
@@ -32,18 +35,20 @@ public sealed record TruncationReport(
     public double? RelativeError => ActualError is { } e && FrobeniusNorm > 0 ? e / FrobeniusNorm : null;
     public double RelativeBound => FrobeniusNorm > 0 ? ErrorBound / FrobeniusNorm : 0;
 
-    /// <summary>Report for truncating <paramref name="source"/> (its spectra are the reference) to <paramref name="bonds"/>.</summary>
+    /// <summary>Report for truncating <paramref name="source"/> (its spectra are the reference) with the requested
+    /// <paramref name="bonds"/>.</summary>
     public static TruncationReport Create(MatrixProductOperator source, IReadOnlyList<int> bonds, double? actualError = null)
     {
         var f = source.Factorization;
         f.CheckBonds(bonds);
-        long parameters = f.ParameterCount(bonds);
-        long central = f.CentralParameterCount(bonds);
+        var carried = f.Consistent(bonds);
+        long parameters = f.ParameterCount(carried);
+        long central = f.CentralParameterCount(carried);
         return new TruncationReport(
             f.RowFactors.ToArray(), f.ColFactors.ToArray(), f.Rows, f.Cols, f.CentralIndex,
-            f.FullBonds(), bonds.ToArray(),
+            f.FullBonds(), bonds.ToArray(), carried,
             (long)f.Rows * f.Cols, parameters, central, parameters - central,
-            f.CompressionRatio(bonds), source.FrobeniusNorm,
+            f.CompressionRatio(carried), source.FrobeniusNorm,
             Truncation.DiscardedWeight(source.Spectra, bonds), Truncation.ErrorBound(source.Spectra, bonds), actualError,
             Truncation.Entropy(source.Spectra), source.Spectra.Select(s => s.ToArray()).ToArray());
     }

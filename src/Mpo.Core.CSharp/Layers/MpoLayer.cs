@@ -27,15 +27,32 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     Parameter[] cores => coreNames.Select(n => get_parameter(n) ?? throw new InvalidOperationException($"MPO core '{n}' is not registered")).ToArray();
 
     public MpoFactorization Factorization { get; }
+    double[][]? spectra;
 
     protected MpoLayer(string name, MatrixProductOperator mpo, bool adoptCores) : base(name)
     {
         ArgumentNullException.ThrowIfNull(mpo);
         Factorization = mpo.Factorization;
-        var initial = mpo.Cores.Select(c => new Parameter(adoptCores ? c : c.detach().clone(), requires_grad: true)).ToArray();
+        spectra = mpo.Spectra.Select(s => s.ToArray()).ToArray();
+        var initial = mpo.Cores.Select(c => Owned(adoptCores ? c : c.detach().clone())).ToArray();
         coreNames = Enumerable.Range(0, initial.Length).Select(CoreName).ToArray();
         for (int k = 0; k < initial.Length; k++)
             register_parameter(coreNames[k], initial[k]);
+    }
+
+    /// <summary>
+    /// Cores of the given shapes, zero-filled, on <paramref name="device"/> (default: libtorch's default device): a
+    /// layer to load saved cores into (an adapter, a squeezed checkpoint), or, on the meta device, one that only has
+    /// shapes (parameter counts from a configuration alone).
+    /// </summary>
+    protected MpoLayer(string name, MpoFactorization factorization, IReadOnlyList<int> bonds, ScalarType? dtype, Device? device) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(factorization);
+        factorization.CheckBonds(bonds);
+        Factorization = factorization;
+        coreNames = Enumerable.Range(0, factorization.CoreCount).Select(CoreName).ToArray();
+        for (int k = 0; k < coreNames.Length; k++)
+            register_parameter(coreNames[k], Owned(zeros(factorization.CoreShape(k, bonds), dtype, device)));
     }
 
     /// <summary>Decomposes <paramref name="weight"/> (default factors: the chooser's) and truncates it if asked; the
@@ -50,12 +67,33 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using (full) return full.Truncate(truncation);
     }
 
+    /// <summary>A trainable parameter this layer owns: taken out of any dispose scope it was made in, so a layer built
+    /// inside a scope (a tuner's loop) keeps its tensors when the scope ends.</summary>
+    protected static Parameter Owned(Tensor values)
+    {
+        var parameter = new Parameter(values, requires_grad: true);
+        parameter.DetachFromDisposeScope();
+        return parameter;
+    }
+
     /// <summary>Name of the parameter that holds core <paramref name="k"/>.</summary>
     public string CoreName(int k) => k == CentralIndex ? CentralName : AuxiliaryPrefix + (k < CentralIndex ? k : k - 1);
 
     /// <summary>True for a parameter name (full dotted path or not) that is an MPO central tensor.</summary>
-    public static bool IsCentral(string parameterName) =>
-        parameterName == CentralName || parameterName.EndsWith("." + CentralName, StringComparison.Ordinal);
+    public static bool IsCentral(string parameterName) => LastSegment(parameterName) == CentralName;
+
+    /// <summary>True for a parameter name (full dotted path or not) that is an MPO auxiliary tensor (<c>aux0</c>, …).</summary>
+    public static bool IsAuxiliary(string parameterName)
+    {
+        var last = LastSegment(parameterName);
+        return last.Length > AuxiliaryPrefix.Length && last.StartsWith(AuxiliaryPrefix, StringComparison.Ordinal)
+               && last.AsSpan(AuxiliaryPrefix.Length).ToArray().All(char.IsAsciiDigit);
+    }
+
+    /// <summary>True for a parameter name that is an MPO core, central or auxiliary.</summary>
+    public static bool IsCore(string parameterName) => IsCentral(parameterName) || IsAuxiliary(parameterName);
+
+    static string LastSegment(string name) => name[(name.LastIndexOf('.') + 1)..];
 
     public int CentralIndex => Factorization.CentralIndex;
     /// <summary>The cores in order (parameters, live).</summary>
@@ -80,10 +118,70 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     public Tensor Weight() => Contraction.MpoContraction.Reconstruct(cores, Factorization);
 
     /// <summary>
+    /// The Schmidt values of every bond (bond b at index b-1) as of the layer's last canonical gauge — its
+    /// decomposition or its last <see cref="Truncate"/> — which training since leaves unchanged (MPOP's dimension
+    /// squeezing ranks cuts by these stored values, spec §4.4). A layer built from shapes alone gauges its current
+    /// cores the first time they are asked for.
+    /// </summary>
+    public IReadOnlyList<double[]> Spectra
+    {
+        get
+        {
+            if (spectra is null)
+            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                using var gauged = Gauged();
+                spectra = gauged.Spectra.Select(s => s.ToArray()).ToArray();
+            }
+            return spectra;
+        }
+    }
+
+    /// <summary>
+    /// Replaces every core with <paramref name="values"/> (any bonds the factorization allows; a saved squeezing state,
+    /// a checkpoint's shapes), keeping the parameter objects, and the stored spectra with <paramref name="schmidt"/>
+    /// (null: gauged again when next asked for). The cores are marked replaced, so AdamW starts them afresh.
+    /// </summary>
+    public void LoadCores(IReadOnlyList<Tensor> values, IReadOnlyList<double[]>? schmidt = null)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var live = cores;
+        if (values.Count != live.Length)
+            throw new ArgumentException($"expected {live.Length} cores, got {values.Count}", nameof(values));
+        var bonds = new[] { 1 }.Concat(values.Select(v => (int)v.shape[3])).ToArray();
+        Factorization.CheckBonds(bonds, nameof(values));
+        for (int k = 0; k < live.Length; k++)
+            if (!values[k].shape.SequenceEqual(Factorization.CoreShape(k, bonds)))
+                throw new ArgumentException(
+                    $"core {k} has shape [{string.Join(",", values[k].shape)}], expected [{string.Join(",", Factorization.CoreShape(k, bonds))}] for {Factorization}", nameof(values));
+        if (schmidt is not null && (schmidt.Count != bonds.Length - 2 || schmidt.Where((l, b) => l.Length != bonds[b + 1]).Any()))
+            throw new ArgumentException("the spectra do not match the cores' bonds", nameof(schmidt));
+        using var _ = no_grad();
+        for (int k = 0; k < live.Length; k++)
+        {
+            live[k].set_(values[k].detach().to(live[k].dtype, live[k].device).clone());
+            live[k].grad = null;
+            Training.ParameterReplacement.MarkReplaced(live[k]);
+        }
+        spectra = schmidt?.Select(l => l.ToArray()).ToArray();
+    }
+
+    /// <summary>The current cores in the canonical gauge (float64, in the caller's dispose scope). Padding
+    /// rows/columns (a vocabulary factored as a larger size) must be zero for the spectra to be those of the real
+    /// matrix, but training moves them: a padded layer is re-gauged from its real block, zero-padded again.</summary>
+    MatrixProductOperator Gauged() => Factorization.IsPadded
+        ? MpoDecomposer.Decompose(Weight(), Factorization, ScalarType.Float64)
+        : MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
+
+    /// <summary>
     /// Truncates the bonds in place: the current (possibly trained, no longer canonical) cores are first brought back
-    /// into the canonical gauge, then cut as <paramref name="spec"/> asks. The parameter objects stay the same — their
-    /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones; its per-parameter
-    /// state (Adam moments) no longer matches the shapes and must be reset for these parameters. Gradients are cleared.
+    /// into the canonical gauge, then cut as <paramref name="spec"/> asks. A padded factorization is re-gauged from
+    /// its real rows and columns with the padding zeroed, so spectra, ‖W‖ and the error concern the real matrix. The parameter objects stay the same — their
+    /// storage is swapped — so an optimizer holding them sees the new tensors, never stale ones. Every core is
+    /// re-gauged, also those whose shape does not change, so each is marked replaced
+    /// (<see cref="Training.ParameterReplacement"/>): <see cref="Training.AdamW"/> then starts their moments afresh.
+    /// Gradients are cleared.
     /// </summary>
     /// <returns>The report, with the actual error measured against the matrix before truncation.</returns>
     public TruncationReport Truncate(TruncationSpec spec)
@@ -91,30 +189,18 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var dtype = Central.dtype;
-        using var gauged = MpoDecomposer.Canonicalize(cores, Factorization, null, ScalarType.Float64);
-        var bonds = Truncation.Plan(Factorization, gauged.Spectra, spec);
-        using var truncated = gauged.Truncate(bonds);
-        var before = gauged.Reconstruct();
-        double error = (before - truncated.Reconstruct()).norm().item<double>();
+        using var gauged = Gauged();
+        using var truncated = gauged.TruncateMeasured(spec);
+        spectra = truncated.Mpo.Spectra.Select(s => s.ToArray()).ToArray();
         var live = cores;
         for (int k = 0; k < live.Length; k++)
         {
-            var replacement = truncated.Cores[k].to(dtype, live[k].device).contiguous();
+            var replacement = truncated.Mpo.Cores[k].to(dtype, live[k].device).contiguous();
             live[k].set_(replacement);
             live[k].grad = null;
+            Training.ParameterReplacement.MarkReplaced(live[k]);
         }
-        return TruncationReport.Create(gauged, bonds, error);
+        return truncated.Report;
     }
 
-    /// <summary>Trainable and total parameter counts, in the style of peft's <c>print_trainable_parameters</c>.</summary>
-    public (long Trainable, long Total) ParameterCounts()
-    {
-        long trainable = 0, total = 0;
-        foreach (var p in parameters())
-        {
-            total += p.numel();
-            if (p.requires_grad) trainable += p.numel();
-        }
-        return (trainable, total);
-    }
 }

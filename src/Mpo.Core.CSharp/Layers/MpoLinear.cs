@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using Mpo.Contraction;
 using Mpo.Decomposition;
 using TorchSharp;
@@ -31,8 +32,21 @@ public sealed class MpoLinear : MpoLayer
         {
             if (bias.dim() != 1 || bias.shape[0] != mpo.Factorization.Rows)
                 throw new ArgumentException($"bias has shape [{string.Join(",", bias.shape)}], expected [{mpo.Factorization.Rows}]", nameof(bias));
-            this.bias = new Parameter(bias.detach().clone(), requires_grad: true);
+            this.bias = Owned(bias.detach().clone());
             register_parameter("bias", this.bias);
+        }
+    }
+
+    /// <summary>An MPO linear layer with zero cores of the given bonds (and a zero bias): to load cores into, or on
+    /// the meta device for counting (see the base constructor).</summary>
+    public MpoLinear(MpoFactorization factorization, IReadOnlyList<int> bonds, bool hasBias, ScalarType? dtype = null,
+                     Device? device = null, string name = "MpoLinear")
+        : base(name, factorization, bonds, dtype, device)
+    {
+        if (hasBias)
+        {
+            bias = Owned(zeros(new long[] { factorization.Rows }, dtype, device));
+            register_parameter("bias", bias);
         }
     }
 

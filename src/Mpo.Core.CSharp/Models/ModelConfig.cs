@@ -26,6 +26,9 @@ public abstract record ModelConfig
     public int? EosTokenId { get; init; }
 
     public int NumLabels => Labels.Count;
+
+    /// <summary>This configuration with other labels (a fresh classification head); for callers without C#'s <c>with</c>.</summary>
+    public ModelConfig WithLabels(IReadOnlyList<string> labels) => this with { Labels = labels };
     /// <summary>Regression when asked for, or when there is one label (HF's rule).</summary>
     public bool IsRegression => ProblemType == "regression" || (ProblemType is null && NumLabels == 1);
 

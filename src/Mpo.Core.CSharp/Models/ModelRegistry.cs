@@ -45,6 +45,18 @@ public static class ModelRegistry
         return ReadConfig(json, source);
     }
 
+    /// <summary>Reads and validates a <c>config.json</c> file (or the one in a checkpoint folder) on its own, without
+    /// weights; errors name the file (and the key).</summary>
+    public static ModelConfig ReadConfigFile(string path)
+    {
+        var file = Directory.Exists(path) ? Path.Combine(path, CheckpointFolder.ConfigFile) : path;
+        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: no such config file", file);
+        JsonObject json;
+        try { json = JsonNode.Parse(File.ReadAllText(file)) as JsonObject ?? throw new InvalidModelConfigException(file, "(file)", "must hold a JSON object"); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidModelConfigException(file, "(file)", $"not valid JSON: {e.Message}"); }
+        return ReadConfig(json, file);
+    }
+
     public static ModelConfig ReadConfig(JsonObject json, string source)
     {
         var reader = new ConfigReader(json, source);

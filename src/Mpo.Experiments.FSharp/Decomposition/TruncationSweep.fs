@@ -35,10 +35,8 @@ let reference (w: torch.Tensor) =
 let point (reference: Reference) (mpo: MatrixProductOperator) (label: string, spec: TruncationSpec) : Point =
     use scope = torch.NewDisposeScope()
     let f = mpo.Factorization
-    let bonds = Truncation.Plan(f, mpo.Spectra, spec)
-    use cut = mpo.Truncate(bonds)
-    let error = (cut.Reconstruct().``to``(torch.float64) - reference.W).norm().item<float>()
-    let report = TruncationReport.Create(mpo, bonds, error)
+    use cut = mpo.TruncateMeasured(spec, reference.W)
+    let report = cut.Report
     let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
     { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError reference.Singular rank }
 

@@ -268,6 +268,7 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         else
             let top = prepared.Train |> Seq.countBy (fun e -> e.Label.Value) |> Seq.maxBy snd |> fst
             float (prepared.Test |> Seq.filter (fun e -> e.Label.Value = top) |> Seq.length) / float prepared.Test.Count
+    let count = Mpo.Tuning.ParameterCounting.Count model
     { Model = modelName modelFolder
       Task = task.Name
       Formulation = f.Name
@@ -275,8 +276,8 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       Steps = result.GlobalStep
       BestStep = (if result.BestStep.HasValue then result.BestStep.Value else result.GlobalStep)
       TrainSeconds = seconds
-      Parameters = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
-      TrainableParameters = model.parameters () |> Seq.filter (fun p -> p.requires_grad) |> Seq.sumBy (fun p -> p.numel ())
+      Parameters = count.Total
+      TrainableParameters = count.Trainable
       Dev = dev
       Test = (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task testAnswers prepared.Test)
       TestInvalid = testAnswers.Invalid

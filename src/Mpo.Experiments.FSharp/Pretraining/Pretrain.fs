@@ -170,4 +170,4 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
       TestCrossEntropy = testCe
       UnigramCrossEntropy = UnigramBaseline.crossEntropy unigram testTargets
       TestTokens = int64 testTargets.Length
-      Parameters = saved.parameters () |> Seq.sumBy (fun p -> p.numel ()) }
+      Parameters = (Mpo.Tuning.ParameterCounting.Count saved).Total }

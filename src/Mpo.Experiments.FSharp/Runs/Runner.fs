@@ -36,13 +36,17 @@ let plan (store: Store) (trials: (string * Trial) list) =
     let finished = contents.Finished
     trials |> List.partition (fun (id, _) -> finished.ContainsKey id)
 
-/// "finished in 12.3 s: test accuracy 0.912" or "FAILED: the error".
+/// "finished in 12.3 s: test accuracy 0.912 (trainable params: … || all params: … || trainable%: …)" or "FAILED: the error".
 let describe (r: Record) =
     match r.Status with
     | Finished ->
         let test = r.Metrics |> Map.toList |> List.filter (fun (k, _) -> k.StartsWith "test." && k <> "test.invalid") |> List.truncate 3
         let shown = String.Join(", ", [ for k, v in test -> sprintf "%s %.4f" (k.Substring 5) v ])
-        sprintf "%s finished in %.1f s%s" r.TrialId r.WallSeconds (if shown = "" then "" else ": test " + shown)
+        let counted =
+            match r.Metrics.TryFind "trainable_parameters", r.Metrics.TryFind "parameters" with
+            | Some t, Some a -> sprintf " (%O)" (Mpo.Tuning.ParameterCount(int64 t, int64 a))
+            | _ -> ""
+        sprintf "%s finished in %.1f s%s%s" r.TrialId r.WallSeconds (if shown = "" then "" else ": test " + shown) counted
     | Failed -> sprintf "%s FAILED after %.1f s: %s" r.TrialId r.WallSeconds (defaultArg r.Error "unknown error")
 
 /// Progress reports of a training run, as a fraction of its updates and the loss.

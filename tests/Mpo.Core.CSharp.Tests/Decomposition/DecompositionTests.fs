@@ -64,6 +64,35 @@ let tests =
                 Expect.isLessThan (frobenius (left.t().matmul(left)) (torch.diag(lambda))) 1e-10 $"left Gram at bond {b}"
                 Expect.isLessThan (frobenius (right.matmul(right.t())) (torch.diag(lambda))) 1e-10 $"right Gram at bond {b}" }
 
+        test "a reproducible gauge: the signs follow one rule, so any cores of the same matrix canonicalize to the same tensors" {
+            // The rule, independently: for bond b = 1..n-1 and each index m, the largest-|x| entry of core b-1's slice
+            // [..., m] is positive (the first one in row-major order on a tie).
+            for seed in seeds do
+                let f = randomFactorization (Random(seed))
+                use scope = torch.NewDisposeScope()
+                let w = compressible f 0.7 seed torch.float64
+                use mpo = MpoDecomposer.Decompose(w, f)
+                for b in 1 .. f.CoreCount - 1 do
+                    let left = mpo.Cores.[b - 1].reshape(-1L, int64 mpo.Bonds.[b]).data<float>().ToArray()
+                    let width = mpo.Bonds.[b]
+                    for m in 0 .. width - 1 do
+                        let column = [| for r in 0 .. left.Length / width - 1 -> left.[r * width + m] |]
+                        let largest = column |> Array.maxBy abs
+                        let first = column |> Array.find (fun x -> abs x = abs largest)
+                        Expect.isGreaterThanOrEqual first 0.0 $"seed {seed} bond {b} index {m}: largest entry positive"
+                // another set of cores for the same matrix: every bond gauged by a random invertible matrix
+                let moved = Array.ofSeq mpo.Cores |> Array.map (fun c -> c.clone())
+                for b in 1 .. f.CoreCount - 1 do
+                    let d = int64 mpo.Bonds.[b]
+                    let g = torch.eye(d, dtype = torch.float64) + 0.3 * gaussian (seed * 10 + b) [ d; d ] torch.float64
+                    let s0 = moved.[b - 1].shape
+                    moved.[b - 1] <- moved.[b - 1].reshape(-1L, d).matmul(g).reshape(s0)
+                    let s1 = moved.[b].shape
+                    moved.[b] <- torch.linalg.inv(g).matmul(moved.[b].reshape(d, -1L)).reshape(s1)
+                use again = MpoDecomposer.Canonicalize(moved, f)
+                for k in 0 .. f.CoreCount - 1 do
+                    Expect.isLessThan (relativeError again.Cores.[k] mpo.Cores.[k]) 1e-8 $"seed {seed} {f}: core {k} identical after re-gauging" }
+
         test "the paper's FFN size 768x3072 decomposes exactly with central 2,359,296 and auxiliary 184,720" {
             let f = MpoFactorization.Exact(768, 3072, [|3;4;4;4;4|], [|4;4;8;6;4|])
             use w = gaussian 7 [ 768L; 3072L ] torch.float32

@@ -14,25 +14,62 @@ let sample seed =
 
 let innerBonds (bonds: int seq) = bonds |> Seq.toArray |> fun b -> b.[1 .. b.Length - 2]
 
+/// The bonds cores can carry below the requested ones, by its definition rather than Consistent's two sweeps: the
+/// largest c ≤ r with c_{k+1} ≤ c_k·a_k and c_k ≤ a_k·c_{k+1}, i.e. c_b = min over k of r_k times the physical
+/// dimensions between bond k and bond b.
+let carried (f: MpoFactorization) (requested: int[]) =
+    let n = f.CoreCount
+    let prefix = Array.scan (fun acc m -> acc * int64 (f.Physical m)) 1L [| 0 .. n - 1 |]   // a_0 ⋯ a_{k-1}
+    Array.init (n + 1) (fun b ->
+        let mutable c = Int64.MaxValue
+        for k in 0 .. n do c <- min c (int64 requested.[k] * prefix.[max k b] / prefix.[min k b])
+        int c)
+
+/// Every requested bond vector 1 ≤ r_b ≤ d_b, with the parameters of the cores it leaves and its bound squared.
+let exhaustive (f: MpoFactorization) (spectra: float[][]) =
+    let n = f.CoreCount
+    let rec all b : int list list =
+        if b = n then [ [ 1 ] ]
+        else [ for d in 1 .. spectra.[b - 1].Length do for rest in all (b + 1) -> d :: rest ]
+    [ for inner in all 1 ->
+        let r = Array.ofList (1 :: inner)
+        let e2 = [ for b in 1 .. n - 1 -> spectra.[b - 1] |> Array.skip r.[b] |> Array.sumBy (fun l -> l * l) ] |> List.sum
+        r, f.ParameterCount(carried f r), e2 ]
+
+/// Random spectra for a factorization: per bond its full length, decaying at a random rate, each bond carrying the
+/// same total weight (as the bonds of one matrix do).
+let randomSpectra (rng: Random) (f: MpoFactorization) =
+    [| for d in innerBonds (f.FullBonds()) ->
+        let rate = 0.3 + 0.65 * rng.NextDouble()
+        let raw = Array.init d (fun i -> rate ** float i * (0.5 + rng.NextDouble())) |> Array.sortDescending
+        let norm = raw |> Array.sumBy (fun l -> l * l) |> sqrt
+        raw |> Array.map (fun l -> l / norm) |]
+
 [<Tests>]
 let tests =
     testList "Decomposition.Truncation" [
-        test "cutting exactly one bond: error equals the bound ε_b (the tight case of MPOP Theorem 1)" {
+        test "cutting exactly one bond: error equals the bound ε_b (the tight case of MPOP Theorem 1), also where it forces its neighbours down" {
             let f, w, mpo = sample 1
             use w = w
             use mpo = mpo
             let full = mpo.Bonds |> Array.ofSeq
+            let mutable forcing = 0
             for b in 1 .. f.CoreCount - 1 do
-                let bonds = Array.copy full
-                bonds.[b] <- full.[b] / 2
-                // only where the cut does not force a neighbouring bond down too
-                if full.[b] > 1 && f.Consistent bonds = bonds then
+                for keep in [ full.[b] / 2; 1 ] do
+                    let bonds = Array.copy full
+                    bonds.[b] <- max 1 keep
+                    if f.Consistent bonds <> bonds then forcing <- forcing + 1
                     use cut = mpo.Truncate(bonds)
                     use back = cut.Reconstruct()
                     let report = TruncationReport.Create(mpo, bonds)
                     let discarded = mpo.Spectra.[b - 1] |> Array.skip bonds.[b] |> Array.sumBy (fun l -> l * l) |> sqrt
-                    expectClose 1e-9 report.ErrorBound discarded "bound = √Σ discarded λ²"
-                    expectClose 1e-8 (frobenius back w) report.ErrorBound $"bond {b}: error = bound" }
+                    expectClose 1e-9 report.ErrorBound discarded "bound = √Σ discarded λ² of the one bond asked for"
+                    expectClose 1e-8 (frobenius back w) report.ErrorBound $"bond {b} → {bonds.[b]}: error = bound"
+                    // the bonds it forces down cost nothing: the cut operator has those ranks already
+                    Expect.equal (List.ofSeq cut.Bonds) (List.ofArray (f.Consistent bonds)) "the cores carry the consistent bonds"
+                    Expect.equal (List.ofArray report.Bonds) (List.ofArray (f.Consistent bonds)) "and the report counts them"
+                    Expect.equal report.Parameters (f.ParameterCount(f.Consistent bonds)) "parameters of the bonds carried"
+            Expect.isGreaterThan forcing 0 "some of these cuts force a neighbouring bond down" }
 
         test "error ≤ bound for random multi-bond truncations (sequential re-truncation keeps the guarantee)" {
             for seed in 1 .. 20 do
@@ -43,7 +80,7 @@ let tests =
                 let bonds : int[] = mpo.Bonds |> Array.ofSeq |> Array.mapi (fun k d -> if k = 0 || k = f.CoreCount then 1 else rng.Next(1, d + 1))
                 use cut = mpo.Truncate(bonds)
                 use back = cut.Reconstruct()
-                let bound = Truncation.ErrorBound(mpo.Spectra, f.Consistent bonds)
+                let bound = Truncation.ErrorBound(mpo.Spectra, bonds)
                 let err = frobenius back w
                 Expect.isLessThanOrEqual err (bound * (1.0 + 1e-9) + 1e-12) $"seed {seed} bonds %A{bonds}: error {err} > bound {bound}"
                 Expect.equal (List.ofSeq cut.Bonds) (List.ofArray (f.Consistent bonds)) "bonds as asked, made consistent" }
@@ -71,36 +108,51 @@ let tests =
             Expect.equal (Truncation.Plan(f, spectra, TruncationSpec.MaxBond 256) |> List.ofArray) [1;12;192;256;16;1] "cap 256 (spec §3.4)"
             Expect.equal (Truncation.Plan(f, spectra, TruncationSpec.MaxBond 30000) |> List.ofArray) [1;12;192;384;16;1] "cap 30000 = full" }
 
-        test "tolerance: the bound meets the tolerance, and one more removal would not" {
+        testPropertyWithConfig (properties 200) "tolerance gives the fewest parameters whose bound meets it, budget the smallest bound within it (exhaustive search)" <|
+            fun (seed: int) ->
+                let rng = Random(seed)
+                let n = rng.Next(3, 6)
+                let f = MpoFactorization(Array.init n (fun _ -> rng.Next(1, 3)), Array.init n (fun _ -> rng.Next(1, 4)))
+                let spectra = randomSpectra rng f
+                let space = exhaustive f spectra
+                if space.Length <= 5000 then
+                    let tolerance = rng.NextDouble() * 0.6
+                    let allowed = tolerance * tolerance
+                    let feasible = space |> List.filter (fun (_, _, e2) -> e2 <= allowed * (1.0 + 1e-12))
+                    let fewest = feasible |> List.map (fun (_, p, _) -> p) |> List.min
+                    let bonds = Truncation.Plan(f, spectra, TruncationSpec.Tolerance tolerance)
+                    let bound = Truncation.ErrorBound(spectra, bonds)
+                    Expect.isLessThanOrEqual (bound * bound) (allowed * (1.0 + 1e-9)) $"{f} tolerance {tolerance}: bound met"
+                    Expect.equal (f.ParameterCount(f.Consistent bonds)) fewest $"{f} tolerance {tolerance} %A{bonds}: fewest parameters"
+                    let floor = f.ParameterCount(Array.create (n + 1) 1)
+                    let budget = floor + int64 (rng.NextDouble() * float (f.ParameterCount(f.FullBonds()) - floor))
+                    let best = space |> List.filter (fun (_, p, _) -> p <= budget) |> List.map (fun (_, _, e2) -> e2) |> List.min
+                    let bonds = Truncation.Plan(f, spectra, TruncationSpec.Budget budget)
+                    Expect.isLessThanOrEqual (f.ParameterCount(f.Consistent bonds)) budget $"{f} budget {budget}: within it"
+                    let bound = Truncation.ErrorBound(spectra, bonds)
+                    Expect.isLessThanOrEqual (bound * bound) (best * (1.0 + 1e-9) + 1e-15) $"{f} budget {budget} %A{bonds}: smallest bound"
+
+        test "tolerance and budget on a real matrix: the measured error stays within the bound they chose" {
             let f, w, mpo = sample 3
             use w = w
             use mpo = mpo
             for tol in [ 0.0; 0.01; 0.05; 0.2; 0.5 ] do
                 let bonds = Truncation.Plan(f, mpo.Spectra, TruncationSpec.Tolerance tol)
-                let bound = Truncation.ErrorBound(mpo.Spectra, bonds)
-                Expect.isLessThanOrEqual bound (tol * mpo.FrobeniusNorm * (1.0 + 1e-9)) $"tolerance {tol}"
+                Expect.isLessThanOrEqual (Truncation.ErrorBound(mpo.Spectra, bonds)) (tol * mpo.FrobeniusNorm * (1.0 + 1e-9)) $"tolerance {tol}"
                 use cut = mpo.Truncate(bonds)
                 use back = cut.Reconstruct()
                 Expect.isLessThanOrEqual (relativeError back w) (tol + 1e-9) $"actual error within tolerance {tol}"
-                // maximality: every single further cut breaks the tolerance
-                for b in 1 .. f.CoreCount - 1 do
-                    if bonds.[b] > 1 then
-                        let smaller = Array.copy bonds
-                        smaller.[b] <- bonds.[b] - 1
-                        Expect.isGreaterThan (Truncation.ErrorBound(mpo.Spectra, smaller)) (tol * mpo.FrobeniusNorm) $"tol {tol}: bond {b} could shrink"
-            Expect.equal (Truncation.Plan(f, mpo.Spectra, TruncationSpec.Tolerance 0.0) |> List.ofArray) (List.ofSeq mpo.Bonds) "zero tolerance keeps everything (full-rank random cores)" }
-
-        test "budget: at most the budget, and fewer parameters need more error" {
-            let f, w, mpo = sample 4
-            use w = w
-            use mpo = mpo
+            Expect.equal (Truncation.Plan(f, mpo.Spectra, TruncationSpec.Tolerance 0.0) |> List.ofArray) (List.ofSeq mpo.Bonds) "zero tolerance keeps everything (full-rank random cores)"
             let full = f.ParameterCount(mpo.Bonds)
             let mutable lastBound = -1.0
             for fraction in [ 1.0; 0.6; 0.3; 0.1 ] do
                 let budget = int64 (float full * fraction)
                 let bonds = Truncation.Plan(f, mpo.Spectra, TruncationSpec.Budget budget)
-                Expect.isLessThanOrEqual (f.ParameterCount bonds) budget $"budget {budget}"
+                use cut = mpo.Truncate(bonds)
+                Expect.isLessThanOrEqual cut.ParameterCount budget $"budget {budget}: the cut cores fit it"
                 let bound = Truncation.ErrorBound(mpo.Spectra, bonds)
+                use back = cut.Reconstruct()
+                Expect.isLessThanOrEqual (frobenius back w) (bound * (1.0 + 1e-9) + 1e-12) $"budget {budget}: error ≤ bound"
                 Expect.isGreaterThanOrEqual bound lastBound "smaller budget, larger bound"
                 lastBound <- bound }
 

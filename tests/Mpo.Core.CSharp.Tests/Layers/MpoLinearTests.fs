@@ -66,8 +66,8 @@ let tests =
                 for aux in layer.Auxiliary do
                     Expect.isNotNull (box aux.grad) $"{path}: auxiliary gradient"
                     Expect.isGreaterThan (aux.grad.abs().sum().item<float>()) 0.0 "non-zero"
-            let struct (trainable, total) = layer.ParameterCounts()
-            Expect.equal (total - trainable) (layer.Central.numel()) "only the central tensor is frozen" }
+            let count = Mpo.Tuning.ParameterCounting.Count layer
+            Expect.equal (count.Total - count.Trainable) (layer.Central.numel()) "only the central tensor is frozen" }
 
         test "an optimizer step with a frozen central tensor leaves it bit-identical" {
             use layer = MpoLinear.FromLinear(denseLinear 7, factors)
@@ -110,6 +110,46 @@ let tests =
             optimizer.step() |> ignore
             Expect.equal layer.Central.shape before.shape "shape kept"
             Expect.isFalse ((before).eq(layer.Central).all().item<bool>()) "the optimizer moved the live (truncated) tensor" }
+
+        test "AdamW after an in-place truncation: every re-gauged core starts fresh, also those whose shape did not change" {
+            // A 5-core layer cut at one central bond only: the central tensor and aux1 change shape, aux0, aux2 and
+            // aux3 keep theirs but are re-gauged (a new basis), so moments kept for them would push in stale directions.
+            let f = MpoFactorization([|2;2;3;2;2|], [|2;3;2;2;2|])
+            use w = compressible f 0.6 21 torch.float64
+            use layer = MpoLinear.FromWeight(w, gaussian 22 [ int64 f.Rows ] torch.float64, f)
+            let named () = [ for struct (n, p) in layer.named_parameters () -> n, p ]
+            let optimizer = new Mpo.Training.AdamW([ Mpo.Training.ParameterGroup("all", 1e-3, 0.0, [| for n, p in named () -> struct (n, p) |]) ])
+            use x = gaussian 23 [ 6L; int64 f.Cols ] torch.float64
+            let backward () =
+                layer.zero_grad()
+                layer.forward(x).sin().sum().backward()
+            for _ in 1 .. 3 do
+                backward ()
+                optimizer.Step()
+            let shapes () = [ for n, p in named () -> n, List.ofArray p.shape ]
+            let shapesBefore = shapes ()
+            use aux0Before = layer.Cores.[0].detach().clone()
+            let bonds = layer.Bonds
+            let central = layer.CentralIndex
+            let cut = [| for b in 1 .. f.CoreCount - 1 -> if b = central then bonds.[b] / 2 else bonds.[b] |]
+            layer.Truncate(TruncationSpec.PerBond cut) |> ignore
+            let unchanged = [ for (n, before), (_, after) in List.zip shapesBefore (shapes ()) do if before = after && n <> "bias" then yield n ]
+            Expect.containsAll unchanged [ "aux0"; "aux2"; "aux3" ] "aux0, aux2, aux3 keep their shapes"
+            Expect.isGreaterThan (relativeError layer.Cores.[0] aux0Before) 1e-3 "but aux0 was re-gauged"
+            // the trainer's refresh after surgery (same objects, same shapes) must not keep their moments either
+            optimizer.Rebind([ Mpo.Training.ParameterGroup("all", 1e-3, 0.0, [| for n, p in named () -> struct (n, p) |]) ]) |> ignore
+            // the next update of every core is a first update: equal to a fresh optimizer's from the same values
+            let copies = [ for n, p in named () -> n, new Modules.Parameter(p.detach().clone()) ]
+            use reference = new Mpo.Training.AdamW([ Mpo.Training.ParameterGroup("all", 1e-3, 0.0, [| for n, p in copies -> struct (n, p) |]) ])
+            backward ()
+            for (n, p), (_, c) in List.zip (named ()) copies do c.grad <- p.grad.clone()
+            optimizer.Step()
+            reference.Step()
+            for (n, p), (_, c) in List.zip (named ()) copies do
+                if n <> "bias" then
+                    Expect.equal optimizer.State.[n].Step 1L $"{n}: state restarted"
+                    Expect.isTrue (p.eq(c).all().item<bool>()) $"{n}: first-update step, as a fresh optimizer's"
+            Expect.equal optimizer.State.["bias"].Step 4L "the bias was not touched by the truncation: its state is kept" }
 
         test "bias of the wrong shape is refused" {
             use w = gaussian 1 [ 48L; 48L ] torch.float64

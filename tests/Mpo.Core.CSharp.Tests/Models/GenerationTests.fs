@@ -4,6 +4,7 @@ open System
 open Expecto
 open TorchSharp
 open Mpo.Models
+open Mpo.Tuning
 open Mpo.Core.Tests.Support
 open Mpo.Core.Tests.DecoderFixtures
 

@@ -8,6 +8,7 @@ open TorchSharp
 open Mpo.Checkpoints
 open Mpo.Layers
 open Mpo.Models
+open Mpo.Tuning
 open Mpo.Models.Blocks
 open Mpo.Core.Tests.Support
 open Mpo.Core.Tests.DecoderFixtures

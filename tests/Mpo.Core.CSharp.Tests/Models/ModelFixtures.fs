@@ -11,6 +11,7 @@ open TorchSharp
 open Mpo.Checkpoints
 open Mpo.Layers
 open Mpo.Models
+open Mpo.Tuning
 open Mpo.Core.Tests.Support
 
 type Tensor = torch.Tensor
@@ -35,7 +36,7 @@ let load (name: string) (dtype: torch.ScalarType) =
     model.``to``(dtype) |> ignore
     model, report
 
-let inTemp (action: string -> unit) =
+let inTemp (action: string -> 'T) =
     let dir = Directory.CreateTempSubdirectory("mpo-models-")
     try action dir.FullName finally dir.Delete true
 

@@ -24,14 +24,17 @@ type Named() as this =
 [<Tests>]
 let tests =
     testList "Training.ParameterGroups" [
-        test "HF's no-decay rule: biases and norm weights (by name or LayerNorm type) get no weight decay; frozen parameters are left out" {
+        test "HF's no-decay rule: biases and norm weights (by name or LayerNorm type) get no weight decay, nor do MPO cores; frozen parameters are left out" {
             use m = new Named()
             let groups = ParameterGroups.Build(m, 1e-3, 0.01)
             Expect.sequenceEqual [ for g in groups -> g.Name ] [ "default"; "default.no_decay" ] "two groups"
-            Expect.sequenceEqual (members groups.[0]) [ "aux0"; "dense.weight" ] "decayed: weights and cores"
+            Expect.sequenceEqual (members groups.[0]) [ "dense.weight" ] "decayed: dense weights"
+            // decay on k trained cores of one matrix scales W by (1 − lr·λ)^k, not by (1 − lr·λ); MPOP used none
             Expect.equal (set (members groups.[1]))
-                (set [ "dense.bias"; "LayerNorm.weight"; "LayerNorm.bias"; "layer_norm.weight"; "layer_norm.bias"; "ln_f.weight"; "ln_f.bias"; "norm.weight"; "norm.bias" ])
-                "not decayed: biases and every norm's weight"
+                (set [ "aux0"; "dense.bias"; "LayerNorm.weight"; "LayerNorm.bias"; "layer_norm.weight"; "layer_norm.bias"; "ln_f.weight"; "ln_f.bias"; "norm.weight"; "norm.bias" ])
+                "not decayed: MPO cores, biases and every norm's weight"
+            Expect.isTrue (ParameterGroups.ExcludedFromWeightDecay("bert.encoder.layer.0.intermediate.dense.aux3")) "an auxiliary tensor by name"
+            Expect.isFalse (ParameterGroups.ExcludedFromWeightDecay("model.auxiliary_head.weight")) "'aux' must be a core name"
             Expect.equal (groups.[0].WeightDecay, groups.[1].WeightDecay) (0.01, 0.0) "decay values"
             Expect.isFalse (groups |> Seq.exists (fun g -> members g |> List.contains "central")) "the frozen central tensor is in no group"
             Expect.isTrue (ParameterGroups.ExcludedFromWeightDecay("encoder.block.0.layer.1.layer_norm.weight")) "T5 by name"
@@ -47,8 +50,8 @@ let tests =
                   ParameterGroupRule("never", (fun n -> n.StartsWith "aux"), 1.0) ]
             let groups = ParameterGroups.Build(m, 1e-3, 0.01, rules)
             let byName = dict [ for g in groups -> g.Name, g ]
-            Expect.sequenceEqual (members byName.["mpo_aux"]) [ "aux0" ] "aux tensors in their group"
-            Expect.equal (byName.["mpo_aux"].LearningRate, byName.["mpo_aux"].WeightDecay) (2e-6, 0.01) "own lr, default decay"
+            Expect.sequenceEqual (members byName.["mpo_aux.no_decay"]) [ "aux0" ] "aux tensors in their group"
+            Expect.equal (byName.["mpo_aux.no_decay"].LearningRate, byName.["mpo_aux.no_decay"].WeightDecay) (2e-6, 0.0) "own lr, no decay by default"
             Expect.sequenceEqual (members byName.["head"]) [ "dense.weight"; "dense.bias" ] "explicit weight decay covers the bias too"
             Expect.equal (byName.["head"].LearningRate, byName.["head"].WeightDecay) (5e-4, 0.2) "own lr and decay"
             Expect.isFalse (byName.ContainsKey "never") "a shadowed rule gets nothing (empty groups dropped)"

@@ -21,12 +21,12 @@ let private relative (a: torch.Tensor) (b: torch.Tensor) = (a - b).norm().item<f
 [<Tests>]
 let tests =
     testSequenced <| testList "Decomposition.ModelTruncation" [
-        test "selects the linear weights and the word embedding; not positions, segments, norms or biases" {
+        test "selects MPOP's matrices: the word embedding, attention and FFN weights; not positions, segments, norms, biases or the head" {
             use model = fixture ()
             let names = ModelTruncation.selectWeights model |> List.map fst
             let perLayer = [ "attention.self.query"; "attention.self.key"; "attention.self.value"; "attention.output.dense"; "intermediate.dense"; "output.dense" ]
             let expected =
-                [ "bert.embeddings.word_embeddings.weight"; "cls.predictions.transform.dense.weight" ]
+                [ "bert.embeddings.word_embeddings.weight" ]
                 @ [ for l in 0 .. 1 do for p in perLayer -> $"bert.encoder.layer.{l}.{p}.weight" ]
             Expect.equal (Set.ofList names) (Set.ofList expected) "MPOP's matrices"
             Expect.equal names.Length expected.Length "each once (the tied decoder is the embedding)" }

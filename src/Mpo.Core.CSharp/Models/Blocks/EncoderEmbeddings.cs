@@ -46,6 +46,8 @@ public sealed class EncoderEmbeddings : nn.Module
 
     /// <summary>The token table module (read by tied output heads through <see cref="EmbeddingTable.Of"/>).</summary>
     public nn.Module<Tensor, Tensor> WordEmbeddings => word_embeddings;
+    /// <summary>HF's <c>padding_idx</c> of the token table (its pad token's row), or null.</summary>
+    public long? PaddingIdx => padTokenId;
     /// <summary>The position table module (DistilBERT's sinusoidal option writes it).</summary>
     public nn.Module<Tensor, Tensor> PositionEmbeddings => position_embeddings;
 

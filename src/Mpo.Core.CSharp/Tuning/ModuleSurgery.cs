@@ -5,7 +5,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Mpo.Models;
+namespace Mpo.Tuning;
 
 /// <summary>
 /// Swaps a submodule by its dotted state-dict path (e.g. <c>bert.encoder.layer.3.output.dense</c>) so a tuner can

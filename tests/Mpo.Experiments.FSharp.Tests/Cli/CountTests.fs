@@ -1,0 +1,42 @@
+/// `mpo count`: MPOP's published counts from configurations alone, peft's line, and bad input (exit code 2, named).
+module Mpo.Experiments.Tests.CountTests
+
+open System.IO
+open Expecto
+open Mpo.Experiments.Tests.Support
+
+let albert = repoFile "data/configs/models/albert-base-v2.json"
+
+let lastLine (text: string) = text.TrimEnd().Split('\n') |> Array.last
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Cli.count" [
+        test "ALBERT-base-v2: plain, MPOP_full+LFA with the appendix shapes, and a tuner file (the WNLI script's caps)" {
+            let plain = mpo "." [ "count"; "--config"; albert ]
+            Expect.equal plain.Code 0 plain.Err
+            Expect.equal (lastLine plain.Out) "trainable params: 11,685,122 || all params: 11,685,122 || trainable%: 100.0000" "ALBERT_rep"
+            let full = mpo "." [ "count"; "--config"; albert; "--mpo"; "mpop-albert" ]
+            Expect.equal full.Code 0 full.Err
+            Expect.equal (lastLine full.Out) "trainable params: 1,187,574 || all params: 12,695,286 || trainable%: 9.3544" "MPOP_full+LFA"
+            Expect.stringContains full.Out "| word_embedding   |        1 | 30000×128 | [5,10,10,10,6] x [2,2,4,4,2] | [1,10,200,480,12,1] |" "the table names factors and bonds"
+            let wnli = mpo "." [ "count"; "--config"; albert; "--mpo"; repoFile "data/configs/mpop/albert-code-wnli.json" ]
+            Expect.equal (lastLine wnli.Out) "trainable params: 552,147 || all params: 2,484,331 || trainable%: 22.2252" "WNLI caps" }
+
+        testList "bad input: exit code 2, naming the file, field or argument" [
+            let case name (args: string -> string list) (fragment: string -> string) =
+                test name {
+                    inTempDir (fun dir ->
+                        let run = mpo dir ("count" :: args dir)
+                        Expect.equal run.Code 2 $"exit code 2; stdout {run.Out} stderr {run.Err}"
+                        Expect.stringContains run.Err (fragment dir) "named") }
+            case "no such config" (fun _ -> [ "--config"; "nope/config.json" ]) (fun _ -> "nope/config.json")
+            case "MobileBERT is not a family Mpo builds" (fun _ -> [ "--config"; repoFile "data/configs/models/mobilebert-uncased.json" ]) (fun _ -> "unknown architecture 'mobilebert'")
+            case "unknown preset" (fun _ -> [ "--config"; albert; "--mpo"; "mpop-roberta" ]) (fun _ -> "mpop-roberta")
+            case "a tuner file with a misspelt field" (fun d ->
+                File.WriteAllText(Path.Combine(d, "t.json"), """{"preset": "mpop-albert", "truncaton": {}}""")
+                [ "--config"; albert; "--mpo"; Path.Combine(d, "t.json") ]) (fun d -> "'truncaton'")
+            case "factors that fit no module" (fun _ -> [ "--config"; albert; "--mpo"; "mpop-bert" ]) (fun _ -> "albert.embeddings.word_embeddings")
+            case "zero labels" (fun _ -> [ "--config"; albert; "--labels"; "0" ]) (fun _ -> "--labels")
+        ]
+    ]
