@@ -102,7 +102,9 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
         var output = Build(ffn.Output, ffn.OutputName, outputFactorization);
         var reference = kind == ExpertKind.Dense ? input.Weight(0) : ((MpoExpertMatrices)input).Central;
         var router = new Router(input.InFeatures, options.Experts, options.RouterBias, options.JitterNoise, reference.device, reference.dtype);
-        return new MoeFeedForward(options, router, ffn.InputName, input, ffn.OutputName, output, ffn.Activation, ffn.InnerDropout, ffn.OutputDropout);
+        var layer = new MoeFeedForward(options, router, ffn.InputName, input, ffn.OutputName, output, ffn.Activation, ffn.InnerDropout, ffn.OutputDropout);
+        if (ffn is nn.Module replaced) layer.train(replaced.training);   // a swap does not change the model's mode
+        return layer;
     }
 
     public MoeOptions Options { get; }
@@ -152,7 +154,7 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
         var keptExperts = expertFlat.masked_select(keptFlat);
         var keptCounts = keptExperts.bincount(null, experts);
         var routedCounts = Routing.RoutedCounts(plan.Experts, plan.Valid, experts);
-        var droppedTokens = plan.Valid.logical_and(plan.Kept.any(1).logical_not()).sum().reshape(1);
+        var droppedTokens = plan.Valid.logical_and(plan.Kept.any(1L).logical_not()).sum().reshape(1);
         var realTokens = plan.Valid.sum().reshape(1);
         var nonFinite = logits.isfinite().logical_not().sum().reshape(1);
         var summary = cat(new[] { keptCounts, routedCounts, droppedTokens, realTokens, nonFinite.to(ScalarType.Int64) }, 0).cpu().data<long>().ToArray();
@@ -161,25 +163,25 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
         var kept = summary[..experts];
 
         // Group the kept choices by expert: a stable sort keeps each expert's tokens in priority order.
-        var tokenOfChoice = arange(n, ScalarType.Int64, flat.device).unsqueeze(1).expand(n, Options.TopK).reshape(-1);
+        var tokenOfChoice = arange(n, ScalarType.Int64, flat.device).unsqueeze(1L).expand(n, Options.TopK).reshape(-1);
         var tokens = tokenOfChoice.masked_select(keptFlat);
         var gates = plan.Gates.reshape(-1).masked_select(keptFlat);
-        var order = keptExperts.sort(0, stable: true).Indices;
-        tokens = tokens.index_select(0, order);
-        gates = gates.index_select(0, order);
-        var grouped = flat.index_select(0, tokens);
+        var order = keptExperts.sort(0L, stable: true).Indices;
+        tokens = tokens.index_select(0L, order);
+        gates = gates.index_select(0L, order);
+        var grouped = flat.index_select(0L, tokens);
         var outputs = new System.Collections.Generic.List<Tensor>(experts);
         long offset = 0;
         for (int e = 0; e < experts; e++)
         {
             if (kept[e] == 0) continue;   // not run: its parameters get no gradient at all
-            outputs.Add(Expert(e, grouped.narrow(0, offset, kept[e])));
+            outputs.Add(Expert(e, grouped.narrow(0L, offset, kept[e])));
             offset += kept[e];
         }
         var result = zeros(n, Output.OutFeatures, flat.dtype, flat.device);
         if (outputs.Count > 0)
         {
-            var y = cat(outputs.ToArray(), 0).mul(gates.to(flat.dtype).unsqueeze(1));
+            var y = cat(outputs.ToArray(), 0).mul(gates.to(flat.dtype).unsqueeze(1L));
             result = result.index_add(0, tokens, y, 1);
         }
         if (OutputDropout > 0) result = nn.functional.dropout(result, OutputDropout, training);

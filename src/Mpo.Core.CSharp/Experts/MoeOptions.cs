@@ -22,7 +22,7 @@ public enum GateMode
     /// experts then reproduce the dense FFN exactly. With top-1 the gate is 1 and the router gets no task gradient.</summary>
     Normalized,
     /// <summary>g = p / stopgrad(p): the value is 1, so upcycled experts reproduce the dense FFN exactly, and the
-    /// router still gets p's gradient (MPOE's released <c>SwitchFFN</c>, spec §5.2). Top-1 only.</summary>
+    /// router still learns, through ∇g = ∇p / p = ∇log p (MPOE's released <c>SwitchFFN</c>, spec §5.2). Top-1 only.</summary>
     StraightThrough,
 }
 

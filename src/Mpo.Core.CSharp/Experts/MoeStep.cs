@@ -65,6 +65,7 @@ public sealed class MoeStep : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         var found = model.named_modules().Where(m => m.module is MoeFeedForward)
                          .Select(m => (m.name, (MoeFeedForward)m.module)).ToList();
+        if (model is MoeFeedForward root) found.Insert(0, ("", root));   // a bare layer (named_modules omits the root)
         var step = new MoeStep(found);
         Tensor? decoderMask = inputs?.DecoderAttentionMask;
         string decoderArgument = InputNames.DecoderAttentionMask;

@@ -56,12 +56,12 @@ public static class Routing
         using var scope = NewDisposeScope();
         if (k == 1)
         {
-            var best = probabilities.argmax(1, keepdim: true);
-            return (best.MoveToOuterDisposeScope(), probabilities.gather(1, best).MoveToOuterDisposeScope());
+            var best = probabilities.argmax(1L, keepdim: true);
+            return (best.MoveToOuterDisposeScope(), probabilities.gather(1L, best).MoveToOuterDisposeScope());
         }
         // A stable descending sort keeps equal probabilities in expert order.
-        var (values, indices) = probabilities.sort(1, descending: true, stable: true);
-        return (indices.narrow(1, 0, k).MoveToOuterDisposeScope(), values.narrow(1, 0, k).MoveToOuterDisposeScope());
+        var (values, indices) = probabilities.sort(1L, descending: true, stable: true);
+        return (indices.narrow(1L, 0, k).MoveToOuterDisposeScope(), values.narrow(1L, 0, k).MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -81,11 +81,11 @@ public static class Routing
             tokenRank = arange(n, ScalarType.Int64, device);
         else
         {
-            var order = topProbabilities.select(1, 0).sort(0, descending: true, stable: true).Indices;
+            var order = topProbabilities.select(1L, 0).sort(0L, descending: true, stable: true).Indices;
             tokenRank = empty(n, ScalarType.Int64, device).scatter_(0, order, arange(n, ScalarType.Int64, device));
         }
         var choice = arange(k, ScalarType.Int64, device).mul(n);
-        return tokenRank.unsqueeze(1).add(choice.unsqueeze(0)).MoveToOuterDisposeScope();
+        return tokenRank.unsqueeze(1L).add(choice.unsqueeze(0L)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -104,10 +104,10 @@ public static class Routing
         // Invalid choices go to a virtual expert n, after every real one.
         var expert = experts.reshape(-1).masked_fill(flatValid.logical_not(), expertCount);
         var key = expert.mul(total).add(rank.reshape(-1));
-        var order = key.argsort(0);
+        var order = key.argsort(0L);
         var counts = expert.bincount(null, expertCount + 1);
-        var starts = counts.cumsum(0).sub(counts);
-        var place = arange(total, ScalarType.Int64, device).sub(starts.index_select(0, expert.index_select(0, order)));
+        var starts = counts.cumsum(0L).sub(counts);
+        var place = arange(total, ScalarType.Int64, device).sub(starts.index_select(0L, expert.index_select(0L, order)));
         var slots = empty(total, ScalarType.Int64, device).scatter_(0, order, place);
         return slots.reshape(experts.shape).MoveToOuterDisposeScope();
     }
@@ -120,7 +120,7 @@ public static class Routing
         var gates = mode switch
         {
             GateMode.Probability => topProbabilities.alias(),
-            GateMode.Normalized => topProbabilities.div(topProbabilities.sum(1, keepdim: true)),
+            GateMode.Normalized => topProbabilities.div(topProbabilities.sum(1L, keepdim: true)),
             GateMode.StraightThrough when topProbabilities.shape[1] == 1 => topProbabilities.div(topProbabilities.detach()),
             GateMode.StraightThrough => throw new ArgumentException($"the straight-through gate is top-1; got {topProbabilities.shape[1]} choices per token", nameof(mode)),
             _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown gate mode"),
@@ -146,10 +146,10 @@ public static class Routing
         var isValid = valid?.to(ScalarType.Bool) ?? ones(n, ScalarType.Bool, logits.device);
         long realTokens = valid is null ? n : isValid.sum().item<long>();
         long capacity = Capacity(realTokens, experts, topK, capacityFactor, minCapacity);
-        var probabilities = logits.softmax(1);
+        var probabilities = logits.softmax(1L);
         var (choices, top) = TopK(probabilities, topK);
         var rank = PriorityRank(top, priority);
-        var validChoice = isValid.unsqueeze(1).expand(n, topK);
+        var validChoice = isValid.unsqueeze(1L).expand(n, topK);
         var slots = Slots(choices, rank, validChoice, experts);
         var kept = capacity == long.MaxValue ? validChoice.clone() : validChoice.logical_and(slots.lt(capacity));
         var gate = GateValues(top, gates).mul(kept.to(top.dtype));
@@ -161,7 +161,7 @@ public static class Routing
     public static Tensor RoutedCounts(Tensor experts, Tensor valid, int expertCount)
     {
         using var scope = NewDisposeScope();
-        var mask = valid.to(ScalarType.Bool).unsqueeze(1).expand(experts.shape);
+        var mask = valid.to(ScalarType.Bool).unsqueeze(1L).expand(experts.shape);
         return experts.masked_select(mask).bincount(null, expertCount).MoveToOuterDisposeScope();
     }
 
@@ -185,7 +185,7 @@ public static class Routing
         var tokens = weight.sum();
         var counts = RoutedCounts(experts, isValid, expertCount).to(probabilities.dtype);
         var f = counts.div(tokens.mul(experts.shape[1]).clamp_min(1));
-        var p = probabilities.mul(weight.unsqueeze(1)).sum(0).div(tokens.clamp_min(1));
+        var p = probabilities.mul(weight.unsqueeze(1L)).sum(0L).div(tokens.clamp_min(1));
         return f.mul(p).sum().mul(expertCount).MoveToOuterDisposeScope();
     }
 
@@ -195,7 +195,7 @@ public static class Routing
     {
         CheckMatrix(logits, nameof(logits));
         using var scope = NewDisposeScope();
-        var squared = logits.logsumexp(1, keepdim: false).square();
+        var squared = logits.logsumexp(1L, keepdim: false).square();
         if (valid is null) return squared.mean().MoveToOuterDisposeScope();
         var weight = valid.to(ScalarType.Bool).to(logits.dtype);
         return squared.mul(weight).sum().div(weight.sum().clamp_min(1)).MoveToOuterDisposeScope();
