@@ -221,6 +221,28 @@ let tests =
             Expect.isLessThan (relativeError b a) 1e-5 "same result"
         }
 
+        test "the router: float32 logits for a float16 model (float64 stays), multiplicative jitter only in training, within 1 ± ε, from torch's seeded generator" {
+            let router = new Router(4L, 4, hasBias = false, jitterNoise = 0.1)
+            noGrad (fun () -> router.weight.copy_(torch.eye(4L)) |> ignore)
+            let x = torch.ones([| 50L; 4L |])
+            router.eval()
+            Expect.isTrue (sameBits (router.forward x) x) "eval: no noise"
+            router.train()
+            let draw seed = torch.random.manual_seed(seed) |> ignore; router.forward x
+            let a, b, c = draw 7L, draw 7L, draw 8L
+            Expect.isTrue (sameBits a b) "same seed, same noise"
+            Expect.isFalse (sameBits a c) "another seed, other noise"
+            let factors = floats a
+            Expect.isTrue (factors |> Array.forall (fun f -> f >= 0.9 - 1e-6 && f <= 1.1 + 1e-6)) "U(1 − ε, 1 + ε)"
+            Expect.isGreaterThan (Array.max factors - Array.min factors) 0.1 "spread over the interval"
+            let half = new Router(4L, 3)
+            half.``to``(torch.float16) |> ignore
+            half.eval()
+            Expect.equal (half.forward(torch.ones([| 2L; 4L |], dtype = torch.float16)).dtype) torch.float32 "float16 model, float32 logits"
+            half.``to``(torch.float64) |> ignore
+            Expect.equal (half.forward(torch.ones([| 2L; 4L |], dtype = torch.float64)).dtype) torch.float64 "float64 stays float64"
+        }
+
         test "bad input: impossible options name the field, NaN router logits and a training forward outside a MoeStep are errors, masks must fit" {
             let model = loadFixture "T5ForConditionalGeneration"
             let _, block = firstBlock model
