@@ -26,6 +26,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Crossover of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Train of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Memory of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Moe of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -36,6 +37,7 @@ type Args =
             | Memory _ -> "resident memory and live tensors over 1,000 training updates of tiny-t5."
             | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
+            | Moe _ -> "MoE layer forward+backward: MPOE against dense-expert Switch at 4-64 experts and the base FFN."
 
 let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
     let sw = Stopwatch.StartNew()
@@ -60,7 +62,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Moe a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -76,6 +78,7 @@ let main argv =
         | Crossover _ -> section opts machine "crossover" CrossoverBench.run CrossoverBench.markdown
         | Train _ -> section opts machine "train" TrainBench.run TrainBench.markdown
         | Memory _ -> section opts machine "memory" TrainBench.memoryTrace TrainBench.memoryMarkdown
+        | Moe _ -> section opts machine "moe" MoeBench.run MoeBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown
