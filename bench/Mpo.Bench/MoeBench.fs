@@ -25,12 +25,14 @@ let plan quick : Timing.Plan =
     if quick then { Warmup = 2; MinReps = 5; MaxReps = 30; BudgetMs = 3000.0; SlowMs = 2000.0; SlowReps = 2 }
     else { Warmup = 2; MinReps = 3; MaxReps = 15; BudgetMs = 30000.0; SlowMs = 8000.0; SlowReps = 2 }
 
-let candidates = [| "base FFN"; "Switch (dense experts)"; "MPOE" |]
+/// MPOE as trained by default (each expert's weight rebuilt again in backward instead of kept) and with the rebuilt
+/// weights kept for backward (what autograd through the rebuild does, as the papers' code).
+let candidates = [| "base FFN"; "Switch (dense experts)"; "MPOE"; "MPOE, W kept" |]
 
 type Result =
     { Experts: int
       Tokens: int
-      /// base FFN, Switch, MPOE (the MoE counts include the router)
+      /// base FFN, Switch, MPOE (the MoE counts include the router; "W kept" has MPOE's)
       Parameters: int64[]
       Profiles: Measure.Profile[]
       /// What the cost model has MPO experts do for the tokens an expert gets on average.
@@ -75,9 +77,13 @@ let run (opts: Options) =
               let options = MoeOptions(Experts = n, TopK = 1, CapacityFactor = 1.25, Gates = GateMode.Probability, RouterBias = false)
               use switch = MoeFeedForward.Upcycle(ffn, options, ExpertKind.Dense)
               use mpoe = MoeFeedForward.Upcycle(ffn, options, ExpertKind.Mpo)
+              use kept = MoeFeedForward.Upcycle(ffn, options, ExpertKind.Mpo)
               copyRouter switch mpoe
+              copyRouter switch kept
+              for m in [ kept.Input; kept.Output ] do (m :?> MpoExpertMatrices).RecomputeWeights <- false
               switch.train()
               mpoe.train()
+              kept.train()
               // The routing both layers take (same router, same input).
               let load =
                   use scope = torch.NewDisposeScope()
@@ -89,8 +95,8 @@ let run (opts: Options) =
               let bank = mpoe.Input :?> MpoExpertMatrices
               let path = (string (bank.PathFor(int64 (Math.Round perExpert), true))).ToLowerInvariant()
               let profiles =
-                  Measure.profile (plan opts.Quick) (fun _ -> progress.Advance(float n / 3.0))
-                      [| Measure.Run(denseStep ffn x); Measure.Run(moeStep switch x); Measure.Run(moeStep mpoe x) |]
+                  Measure.profile (plan opts.Quick) (fun _ -> progress.Advance(float n / 4.0))
+                      [| Measure.Run(denseStep ffn x); Measure.Run(moeStep switch x); Measure.Run(moeStep mpoe x); Measure.Run(moeStep kept x) |]
               yield
                   { Experts = n
                     Tokens = t
@@ -111,9 +117,9 @@ let markdown (quick: bool) (results: Result list) =
             [ "experts", Right
               "params base / Switch / MPOE", Right
               "MPOE / Switch params", Right
-              "tokens/s base / Switch / MPOE", Right
+              "tokens/s base / Switch / MPOE / MPOE W kept", Right
               "MPOE / Switch time", Right
-              "peak RSS MiB base / Switch / MPOE", Right
+              "peak RSS MiB base / Switch / MPOE / MPOE W kept", Right
               "MPO path (tokens per expert)", Left
               "dropped", Right ]
             [ for r in results ->
@@ -140,6 +146,6 @@ let markdown (quick: bool) (results: Result list) =
           main
           ""
           $"- MPOE at least as fast per step as dense-expert Switch at 8+ experts: {yesNo fastEnough}"
-          $"- peak RSS growth from {first.Experts} to {last.Experts} experts: Switch {mib (growth 1)} MiB, MPOE {mib (growth 2)} MiB " +
+          $"- peak RSS growth from {first.Experts} to {last.Experts} experts: Switch {mib (growth 1)} MiB, MPOE {mib (growth 2)} MiB, MPOE with W kept {mib (growth 3)} MiB " +
           $"(parameters grow by {float (last.Parameters.[1] - first.Parameters.[1]) / 1e6:F1}M and {float (last.Parameters.[2] - first.Parameters.[2]) / 1e6:F1}M)"
-          $"- routing: top-1, capacity factor 1.25, gate = p, the same router weights for both; MPO path = what the cost model picks for an expert's average token count" ]
+          $"- routing: top-1, capacity factor 1.25, gate = p, the same router weights for all; MPO path = what the cost model picks for an expert's average token count; \"W kept\": the rebuilt expert weights kept for backward instead of rebuilt there" ]

@@ -119,7 +119,8 @@ public sealed class DenseExpertMatrices : ExpertMatrices
 /// Parameters are read by name at every call: <c>Module.to(dtype/device)</c> replaces registered parameters, and the one
 /// central tensor it makes is what every expert then reads (no copies). Upcycled: every expert starts as the
 /// decomposition of the pre-trained matrix. Each expert's weight is rebuilt once per call, or the input contracted
-/// core by core, whichever the cost model prefers for the tokens that expert received (<see cref="Path"/>).
+/// core by core, whichever the cost model prefers for the tokens that expert received (<see cref="Path"/>); in
+/// training the rebuilt weight is not kept for backward but rebuilt there (<see cref="RecomputeWeights"/>).
 /// </summary>
 public sealed class MpoExpertMatrices : ExpertMatrices
 {
@@ -224,13 +225,20 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     public ContractionPath PathFor(long tokens, bool forTraining) =>
         Path == ContractionPath.Auto ? CostModel.Choose(Factorization, Bonds, tokens, forTraining) : Path;
 
+    /// <summary>Whether a training call rebuilds the weight again in backward instead of keeping it
+    /// (<see cref="RecomputedContraction"/>): memory then grows with the experts' parameters, not with n full matrices,
+    /// for one more rebuild per call. On by default.</summary>
+    public bool RecomputeWeights { get; set; } = true;
+
     public override Tensor Forward(int expert, Tensor x)
     {
         var cores = Cores(expert);
         var bias = experts[expert].Bias;
-        bool forTraining = training && is_grad_enabled();
-        return PathFor(x.numel() / Math.Max(1, InFeatures), forTraining) == ContractionPath.Factorized
-            ? MpoContraction.LinearFactorized(x, cores, Factorization, bias)
+        bool forTraining = is_grad_enabled() && (x.requires_grad || cores.Any(c => c.requires_grad));
+        if (PathFor(x.numel() / Math.Max(1, InFeatures), forTraining) == ContractionPath.Factorized)
+            return MpoContraction.LinearFactorized(x, cores, Factorization, bias);
+        return forTraining && RecomputeWeights
+            ? RecomputedContraction.LinearReconstructed(x, cores, Factorization, bias)
             : MpoContraction.LinearReconstructed(x, cores, Factorization, bias);
     }
 

@@ -7,6 +7,7 @@ open System.IO
 open Expecto
 open TorchSharp
 open Mpo.Contraction
+open Mpo.Decomposition
 open Mpo.Experts
 open Mpo.Layers
 open Mpo.Models
@@ -63,6 +64,18 @@ let tests =
             for e in 0 .. 3 do
                 Expect.isLessThan (relativeError (mpo.Input.Weight e) wi) 1e-5 $"MPO expert {e}: wi"
                 Expect.isLessThan (relativeError (mpo.Output.Weight e) wo) 1e-5 $"MPO expert {e}: wo"
+            // A matrix a tuner already decomposed is shared as it is (its cores, not a new decomposition).
+            let path, _ = firstBlock model
+            let f = MpoFactorization([| 2; 5; 4 |], [| 2; 3; 4 |])
+            let mpoWi = MpoLinear.FromLinear(block.Input :?> TorchSharp.Modules.Linear, f, TruncationSpec.MaxBond 6)
+            ModuleSurgery.Replace(model, path + ".wi", mpoWi) |> ignore
+            let _, decomposed = firstBlock model
+            let shared = MoeFeedForward.Upcycle(decomposed, MoeOptions.Mpoe 2, ExpertKind.Mpo)
+            let bank = shared.Input :?> MpoExpertMatrices
+            Expect.equal bank.Factorization f "the tuner's factors"
+            Expect.sequenceEqual bank.Bonds mpoWi.Bonds "its truncated bonds"
+            for e in 0 .. 1 do
+                for k in 0 .. 2 do Expect.isTrue (sameBits (bank.Cores(e).[k]) mpoWi.Cores.[k]) $"expert {e}, core {k}: the MpoLinear's own"
             Expect.sequenceEqual dense.router.weight.shape [| 4L; 24L |] "router [n, d]"
             Expect.isNull dense.router.bias "Switch's router has no bias"
             Expect.isNotNull mpo.router.bias "MPOE's router has one"
