@@ -28,6 +28,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Memory of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Encode of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Tune of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Moe of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -40,6 +41,7 @@ type Args =
             | Tune _ -> "MPO-ization of a BERT-base-sized model: time and peak memory of the tuner, against holding every float64 copy."
             | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
+            | Moe _ -> "MoE layer forward+backward: MPOE against dense-expert Switch at 4-64 experts and the base FFN."
 
 let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
     let sw = Stopwatch.StartNew()
@@ -64,7 +66,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a | Tune a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a | Tune a | Moe a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -82,6 +84,7 @@ let main argv =
         | Memory _ -> section opts machine "memory" TrainBench.memoryTrace TrainBench.memoryMarkdown
         | Encode _ -> section opts machine "encode" EncodeBench.run EncodeBench.markdown
         | Tune _ -> section opts machine "tune" TuneBench.run TuneBench.markdown
+        | Moe _ -> section opts machine "moe" MoeBench.run MoeBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown

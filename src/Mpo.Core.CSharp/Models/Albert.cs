@@ -223,15 +223,17 @@ sealed class AlbertLayerGroup : nn.Module
 /// <summary>
 /// One post-LN layer under HF's ALBERT names: <c>attention.{query,key,value,dense,LayerNorm}</c>, <c>ffn</c>,
 /// <c>ffn_output</c>, <c>full_layer_layer_norm</c>. Dropout follows the attention output only; HF's ALBERT applies
-/// none to the feed-forward output.
+/// none to the feed-forward output. The feed-forward block is one swappable module, <c>feed_forward</c>: a
+/// <see cref="FeedForwardView"/> on ffn → act → ffn_output; an MoE layer put there replaces both (then dropped).
+/// ALBERT shares this layer across depth, so one MoE layer serves every depth.
 /// </summary>
-sealed class AlbertLayer : nn.Module
+sealed class AlbertLayer : FeedForwardHost
 {
     readonly LayerNorm full_layer_layer_norm;
     readonly AlbertAttention attention;
-    nn.Module<Tensor, Tensor> ffn;
-    nn.Module<Tensor, Tensor> ffn_output;
-    readonly Func<Tensor, Tensor> activation;
+    nn.Module<Tensor, Tensor>? ffn;
+    nn.Module<Tensor, Tensor>? ffn_output;
+    nn.Module<Tensor, Tensor> feed_forward;
     readonly int heads;
     readonly double hiddenDropout, attentionDropout;
 
@@ -241,11 +243,19 @@ sealed class AlbertLayer : nn.Module
         attention = new AlbertAttention(config);
         ffn = nn.Linear(config.HiddenSize, config.IntermediateSize);
         ffn_output = nn.Linear(config.IntermediateSize, config.HiddenSize);
-        activation = Activations.Get(config.HiddenAct);
+        feed_forward = new FeedForwardView(nameof(ffn), () => ffn!, nameof(ffn_output), () => ffn_output!, Activations.Get(config.HiddenAct));
         heads = config.NumAttentionHeads;
         hiddenDropout = config.HiddenDropoutProb;
         attentionDropout = config.AttentionProbsDropoutProb;
         RegisterComponents();
+    }
+
+    protected override void DropDenseFeedForward()
+    {
+        base.register_module(nameof(ffn), null!);   // TorchSharp: a null module unregisters the name
+        base.register_module(nameof(ffn_output), null!);
+        ffn = null;
+        ffn_output = null;
     }
 
     internal Tensor Forward(Tensor x, Tensor? bias)
@@ -254,8 +264,7 @@ sealed class AlbertLayer : nn.Module
         var a = attention;
         var context = EncoderLayerMath.SelfAttention(x, a.query, a.key, a.value, heads, bias, attentionDropout, training);
         var h = EncoderLayerMath.AddAndNorm(a.dense.forward(context), x, a.LayerNorm, hiddenDropout, training);
-        var f = ffn_output.forward(activation(ffn.forward(h)));
-        return EncoderLayerMath.AddAndNorm(f, h, full_layer_layer_norm, 0.0, training).MoveToOuterDisposeScope();
+        return EncoderLayerMath.AddAndNorm(feed_forward.forward(h), h, full_layer_layer_norm, 0.0, training).MoveToOuterDisposeScope();
     }
 }
 

@@ -192,27 +192,38 @@ sealed class BertEncoder : nn.Module
 
 /// <summary>
 /// One post-LN layer under HF's names: <c>attention.self.{query,key,value}</c>, <c>attention.output.{dense,LayerNorm}</c>,
-/// <c>intermediate.dense</c>, <c>output.{dense,LayerNorm}</c>. Dropout after both output projections.
+/// <c>intermediate.dense</c>, <c>output.{dense,LayerNorm}</c>. Dropout after both output projections. The
+/// feed-forward block is one swappable module, <c>feed_forward</c>: a <see cref="FeedForwardView"/> on
+/// intermediate.dense → act → output.dense (no parameters of its own, so the state dict is HF's); an MoE layer put
+/// there replaces both matrices, which are then dropped (output.LayerNorm stays: it is the residual's add &amp; norm).
 /// </summary>
-sealed class BertLayer : nn.Module
+sealed class BertLayer : FeedForwardHost
 {
     readonly BertAttention attention;
-    readonly BertDense intermediate;
-    readonly BertDenseNorm output;
+    BertDense? intermediate;
+    readonly BertOutput output;
+    nn.Module<Tensor, Tensor> feed_forward;
     readonly int heads;
     readonly double hiddenDropout, attentionDropout;
-    readonly Func<Tensor, Tensor> activation;
 
     internal BertLayer(BertConfig config) : base("BertLayer")
     {
         attention = new BertAttention(config);
         intermediate = new BertDense(config.HiddenSize, config.IntermediateSize);
-        output = new BertDenseNorm(config.IntermediateSize, config.HiddenSize, config.LayerNormEps);
+        output = new BertOutput(config.IntermediateSize, config.HiddenSize, config.LayerNormEps);
+        var activation = Activations.Get(config.HiddenAct);
+        feed_forward = new FeedForwardView(nameof(intermediate), () => intermediate!.dense, nameof(output), () => output.dense!, activation);
         heads = config.NumAttentionHeads;
         hiddenDropout = config.HiddenDropoutProb;
         attentionDropout = config.AttentionProbsDropoutProb;
-        activation = Activations.Get(config.HiddenAct);
         RegisterComponents();
+    }
+
+    protected override void DropDenseFeedForward()
+    {
+        base.register_module(nameof(intermediate), null!);   // TorchSharp: a null module unregisters the name
+        intermediate = null;
+        output.DropDense();
     }
 
     internal Tensor Forward(Tensor x, Tensor? bias)
@@ -221,8 +232,28 @@ sealed class BertLayer : nn.Module
         var self = attention.self;
         var context = EncoderLayerMath.SelfAttention(x, self.query, self.key, self.value, heads, bias, attentionDropout, training);
         var h = EncoderLayerMath.AddAndNorm(attention.output.dense.forward(context), x, attention.output.LayerNorm, hiddenDropout, training);
-        var f = activation(intermediate.dense.forward(h));
-        return EncoderLayerMath.AddAndNorm(output.dense.forward(f), h, output.LayerNorm, hiddenDropout, training).MoveToOuterDisposeScope();
+        return EncoderLayerMath.AddAndNorm(feed_forward.forward(h), h, output.LayerNorm, hiddenDropout, training).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>HF's BertOutput: the feed-forward's output <c>dense</c> and the layer's closing <c>LayerNorm</c>. The dense
+/// matrix goes when an MoE layer replaces the feed-forward block.</summary>
+sealed class BertOutput : nn.Module
+{
+    internal nn.Module<Tensor, Tensor>? dense;
+    internal readonly LayerNorm LayerNorm;
+
+    internal BertOutput(long inFeatures, long outFeatures, double eps) : base("BertOutput")
+    {
+        dense = nn.Linear(inFeatures, outFeatures);
+        LayerNorm = nn.LayerNorm(outFeatures, eps);
+        RegisterComponents();
+    }
+
+    internal void DropDense()
+    {
+        register_module(nameof(dense), null!);
+        dense = null;
     }
 }
 

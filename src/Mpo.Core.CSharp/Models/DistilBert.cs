@@ -208,9 +208,9 @@ sealed class DistilBertTransformerBlock : nn.Module
 {
     readonly DistilBertAttention attention;
     readonly LayerNorm sa_layer_norm;
-    readonly DistilBertFfn ffn;
+    /// <summary>The feed-forward block (<see cref="DistilBertFfn"/>, or an MoE layer).</summary>
+    nn.Module<Tensor, Tensor> ffn;
     readonly LayerNorm output_layer_norm;
-    readonly Func<Tensor, Tensor> activation;
     readonly int heads;
     readonly double dropout, attentionDropout;
 
@@ -218,9 +218,8 @@ sealed class DistilBertTransformerBlock : nn.Module
     {
         attention = new DistilBertAttention(config.Dim);
         sa_layer_norm = nn.LayerNorm(config.Dim, DistilBertConfig.LayerNormEps);
-        ffn = new DistilBertFfn(config.Dim, config.HiddenDim);
+        ffn = new DistilBertFfn(config.Dim, config.HiddenDim, Activations.Get(config.Activation, "config", "activation"));
         output_layer_norm = nn.LayerNorm(config.Dim, DistilBertConfig.LayerNormEps);
-        activation = Activations.Get(config.Activation, "config", "activation");
         heads = config.NHeads;
         dropout = config.Dropout;
         attentionDropout = config.AttentionDropout;
@@ -233,8 +232,7 @@ sealed class DistilBertTransformerBlock : nn.Module
         var a = attention;
         var context = EncoderLayerMath.SelfAttention(x, a.q_lin, a.k_lin, a.v_lin, heads, bias, attentionDropout, training);
         var h = EncoderLayerMath.AddAndNorm(a.out_lin.forward(context), x, sa_layer_norm, 0.0, training);
-        var f = ffn.lin2.forward(activation(ffn.lin1.forward(h)));
-        return EncoderLayerMath.AddAndNorm(f, h, output_layer_norm, dropout, training).MoveToOuterDisposeScope();
+        return EncoderLayerMath.AddAndNorm(ffn.forward(h), h, output_layer_norm, dropout, training).MoveToOuterDisposeScope();
     }
 }
 
@@ -253,17 +251,33 @@ sealed class DistilBertAttention : nn.Module
     }
 }
 
-/// <summary><c>ffn</c>: <c>lin1</c> (dim → hidden_dim) and <c>lin2</c> (hidden_dim → dim).</summary>
-sealed class DistilBertFfn : nn.Module
+/// <summary><c>ffn</c>: <c>lin1</c> (dim → hidden_dim), the activation, <c>lin2</c> (hidden_dim → dim).</summary>
+sealed class DistilBertFfn : nn.Module<Tensor, Tensor>, IFeedForward
 {
     internal nn.Module<Tensor, Tensor> lin1, lin2;
+    readonly Func<Tensor, Tensor> activation;
 
-    internal DistilBertFfn(long dim, long hiddenDim) : base("FFN")
+    internal DistilBertFfn(long dim, long hiddenDim, Func<Tensor, Tensor> activation) : base("FFN")
     {
         lin1 = nn.Linear(dim, hiddenDim);
         lin2 = nn.Linear(hiddenDim, dim);
+        this.activation = activation;
         RegisterComponents();
     }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return lin2.forward(activation(lin1.forward(x))).MoveToOuterDisposeScope();
+    }
+
+    public string InputName => nameof(lin1);
+    public string OutputName => nameof(lin2);
+    public nn.Module<Tensor, Tensor> Input => lin1;
+    public nn.Module<Tensor, Tensor> Output => lin2;
+    public Func<Tensor, Tensor> Activation => activation;
+    public double InnerDropout => 0.0;
+    public double OutputDropout => 0.0;
 }
 
 /// <summary><c>vocab_projector</c>: only its <c>bias</c> is a parameter; the weight is the word embedding table,

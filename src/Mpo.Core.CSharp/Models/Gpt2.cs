@@ -52,21 +52,31 @@ public sealed class Gpt2Attention : nn.Module
 
 /// <summary>GPT-2's position-wise MLP (HF <c>GPT2MLP</c>): c_fc → activation → c_proj → dropout. The whole block is a
 /// <c>Module&lt;Tensor, Tensor&gt;</c> so an MoE layer (MPOE) can take its place.</summary>
-public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
+public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>, IFeedForward
 {
     public nn.Module<Tensor, Tensor> c_fc;
     public nn.Module<Tensor, Tensor> c_proj;
     public nn.Module<Tensor, Tensor> dropout;
     readonly Func<Tensor, Tensor> act;
+    readonly double dropoutRate;
 
     public Gpt2Mlp(Gpt2Config config) : base(nameof(Gpt2Mlp))
     {
         c_fc = new Conv1D(config.NEmbd, config.InnerSize);
         c_proj = new Conv1D(config.InnerSize, config.NEmbd);
         dropout = nn.Dropout(config.ResidPdrop);
+        dropoutRate = config.ResidPdrop;
         act = Activations.Get(config.ActivationFunction, "config", "activation_function");
         RegisterComponents();
     }
+
+    string IFeedForward.InputName => nameof(c_fc);
+    string IFeedForward.OutputName => nameof(c_proj);
+    nn.Module<Tensor, Tensor> IFeedForward.Input => c_fc;
+    nn.Module<Tensor, Tensor> IFeedForward.Output => c_proj;
+    Func<Tensor, Tensor> IFeedForward.Activation => act;
+    double IFeedForward.InnerDropout => 0.0;
+    double IFeedForward.OutputDropout => dropoutRate;
 
     public override Tensor forward(Tensor x)
     {

@@ -143,21 +143,31 @@ public sealed class T5LayerCrossAttention : nn.Module
 
 /// <summary>T5 v1.0's feed-forward (HF <c>T5DenseActDense</c>, state-dict name <c>DenseReluDense</c>): wi → ReLU →
 /// dropout → wo, both bias-free.</summary>
-public sealed class T5DenseReluDense : nn.Module<Tensor, Tensor>
+public sealed class T5DenseReluDense : nn.Module<Tensor, Tensor>, IFeedForward
 {
     public nn.Module<Tensor, Tensor> wi;
     public nn.Module<Tensor, Tensor> wo;
     public nn.Module<Tensor, Tensor> dropout;
     readonly Func<Tensor, Tensor> act;
+    readonly double dropoutRate;
 
     public T5DenseReluDense(T5Config config) : base(nameof(T5DenseReluDense))
     {
         wi = nn.Linear(config.DModel, config.DFf, hasBias: false);
         wo = nn.Linear(config.DFf, config.DModel, hasBias: false);
         dropout = nn.Dropout(config.DropoutRate);
+        dropoutRate = config.DropoutRate;
         act = Activations.Get(config.FeedForwardProj, "config", "feed_forward_proj");
         RegisterComponents();
     }
+
+    string IFeedForward.InputName => nameof(wi);
+    string IFeedForward.OutputName => nameof(wo);
+    nn.Module<Tensor, Tensor> IFeedForward.Input => wi;
+    nn.Module<Tensor, Tensor> IFeedForward.Output => wo;
+    Func<Tensor, Tensor> IFeedForward.Activation => act;
+    double IFeedForward.InnerDropout => dropoutRate;
+    double IFeedForward.OutputDropout => 0.0;
 
     public override Tensor forward(Tensor x)
     {
