@@ -39,7 +39,7 @@ let point (reference: Reference) (mpo: MatrixProductOperator) (label: string, sp
     use cut = mpo.Truncate(bonds)
     let error = (cut.Reconstruct().``to``(torch.float64) - reference.W).norm().item<float>()
     let report = TruncationReport.Create(mpo, bonds, error)
-    let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
+    let rank = FormatBudget.SvdRank(f.Rows, f.Cols, report.Parameters)
     { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError reference.Singular rank }
 
 /// Every spec against one reference.
