@@ -26,6 +26,8 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Crossover of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Train of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Memory of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Table2 of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Cp of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -36,6 +38,8 @@ type Args =
             | Memory _ -> "resident memory and live tensors over 1,000 training updates of tiny-t5."
             | Train _ -> "training step of the bundled tiny models against the same models in Debian's PyTorch, side by side."
             | Crossover _ -> "calibration sweep: where factorized stops beating reconstruct, and fitted cost constants."
+            | Cp _ -> "CP-ALS per sweep on a 30522×384 embedding as a 5-way tensor, ranks 50-400, against its GEMM floor."
+            | Table2 _ -> "MPOP Table 2: FLOPs per token (cost model) and measured lookup and x·Wᵀ time of SVD, MPO, CP and Tucker at matched parameters."
 
 let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
     let sw = Stopwatch.StartNew()
@@ -60,7 +64,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Table2 a | Cp a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -76,6 +80,8 @@ let main argv =
         | Crossover _ -> section opts machine "crossover" CrossoverBench.run CrossoverBench.markdown
         | Train _ -> section opts machine "train" TrainBench.run TrainBench.markdown
         | Memory _ -> section opts machine "memory" TrainBench.memoryTrace TrainBench.memoryMarkdown
+        | Table2 _ -> section opts machine "table2" Table2Bench.run Table2Bench.markdown
+        | Cp _ -> section opts machine "cp" CpBench.run CpBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown

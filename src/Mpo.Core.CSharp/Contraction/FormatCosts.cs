@@ -9,7 +9,7 @@ namespace Mpo.Contraction;
 /// fits the budget (<see cref="FormatBudget"/>) and what using it costs per call (<see cref="CostModel"/>).</summary>
 /// <param name="Method">"dense", "svd", "mpo", "cp" or "tucker".</param>
 /// <param name="Factorization">The factors of the format's modes (dense and SVD: [I, 1] × [1, J]).</param>
-/// <param name="Ranks">SVD: [r]; MPO: bonds d_0..d_n; CP: [R]; Tucker: d_1..d_n; dense: empty.</param>
+/// <param name="Ranks">SVD and MPO: bonds d_0..d_n (the SVD's are [1, r, 1]); CP: [R]; Tucker: d_1..d_n; dense: empty.</param>
 /// <param name="Lookup">Cost of <c>lookupTokens</c> rows of W (embedding lookup).</param>
 /// <param name="Linear">Cost of y = x Wᵀ for <c>linearTokens</c> rows of x (W as a tied output head or a layer).</param>
 public sealed record FormatCost(
@@ -44,7 +44,7 @@ public static class FormatCosts
         {
             var svd = FormatBudget.SvdFactorization(rows, cols);
             var bonds = new[] { 1, r, 1 };
-            result.Add(new FormatCost("svd", 2, svd, new[] { r }, svd.ParameterCount(bonds), svd.CompressionRatio(bonds),
+            result.Add(new FormatCost("svd", 2, svd, bonds, svd.ParameterCount(bonds), svd.CompressionRatio(bonds),
                 CostModel.Rows(svd, bonds, lookupTokens, false), CostModel.Factorized(svd, bonds, linearTokens, false)));
         }
         foreach (int n in mpoCores)
