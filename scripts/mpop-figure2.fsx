@@ -53,4 +53,4 @@ let command =
     + (match out with Some d -> " --out " + d | None -> "") + (if References.quick then " (MPO_QUICK=1)" else "")
 let readme = EmbeddingStudy.readme points command (Machine.describe ()) figures
 Mpo.Checkpoints.AtomicFile.WriteAllText(Path.Combine(outDir, "README.md"), readme + "\n")
-printfn "%d points from %d models in %.0f s; wrote %s (points.jsonl, README.md, figures)" points.Length folders.Length clock.Elapsed.TotalSeconds outDir
+printfn "%d points from %d model(s) in %.0f s; wrote %s (points.jsonl, README.md, figures)" points.Length folders.Length clock.Elapsed.TotalSeconds outDir
