@@ -117,6 +117,83 @@ public static class CostModel
         return new PathCost(ContractionPath.Factorized, macs, copied, peak * count, training ? peak * count : 0) { Calls = calls };
     }
 
+    // MPOP Table 2's other rows, for inference, each as its contraction in Contraction/ computes it. A CP of rank R
+    // ("Tucker (d = 1)") is an MPO whose bonds are diagonal: its steps pay R where the MPO's pay d_{k-1}·d_k. A Tucker
+    // core of ranks d_k is contracted once, the d^n term.
+
+    /// <summary>Cost of <see cref="CpContraction.Rows"/>: <paramref name="count"/> rows of a rank-R CP.</summary>
+    public static PathCost CpRows(MpoFactorization f, int rank, long count)
+    {
+        double width = f.ColFactors[0], macs = 0, copied = (double)count * rank * f.ColFactors[0];
+        for (int k = 1; k < f.CoreCount; k++)
+        {
+            width *= f.ColFactors[k];
+            macs += count * width * rank;              // Kronecker step, one product per entry and r
+            copied += (double)count * rank * f.ColFactors[k];
+        }
+        macs += (double)count * f.PaddedCols * rank;   // Σ_r λ_r
+        return new PathCost(ContractionPath.Factorized, macs, copied, (double)count * f.PaddedCols * rank, 0) { Calls = 2 * f.CoreCount + 1 };
+    }
+
+    /// <summary>Cost of <see cref="CpContraction.Linear"/>: y = x Wᵀ for <paramref name="tokens"/> rows.</summary>
+    public static PathCost CpLinear(MpoFactorization f, int rank, long tokens)
+    {
+        double p = f.PaddedCols, q = tokens, macs = 0, copied = tokens * (double)f.PaddedCols, peak = 0;
+        for (int k = 0; k < f.CoreCount; k++)
+        {
+            double j = f.ColFactors[k], i = f.RowFactors[k];
+            p /= j;
+            double stateIn = (k == 0 ? 1 : rank) * p * j * q, stateOut = rank * p * q * i;
+            macs += rank * p * q * j * i;
+            copied += stateIn;
+            peak = Math.Max(peak, stateIn + stateOut);
+            q *= i;
+        }
+        macs += rank * (double)tokens * f.PaddedRows;  // Σ_r λ_r
+        return new PathCost(ContractionPath.Factorized, macs, copied, peak, 0) { Calls = 2 * f.CoreCount + 1 };
+    }
+
+    /// <summary>Cost of <see cref="TuckerContraction.Rows"/>: <paramref name="count"/> rows of a Tucker decomposition
+    /// with core ranks d_1..d_n.</summary>
+    public static PathCost TuckerRows(MpoFactorization f, IReadOnlyList<int> ranks, long count)
+    {
+        double rest = ranks.Aggregate(1.0, (a, d) => a * d);
+        double jq = f.ColFactors[0];
+        double macs = count * jq * rest, copied = count * jq * (double)ranks[0];
+        rest /= ranks[0];                              // state [count, j_1, d_2⋯d_n]
+        double peak = count * jq * rest;
+        for (int k = 1; k < f.CoreCount; k++)
+        {
+            rest /= ranks[k];
+            macs += count * jq * rest * ranks[k] * f.ColFactors[k];
+            copied += count * jq * rest * ranks[k] + count * (double)f.ColFactors[k] * ranks[k];
+            jq *= f.ColFactors[k];
+            peak = Math.Max(peak, count * jq * rest);
+        }
+        return new PathCost(ContractionPath.Factorized, macs, copied, peak, 0) { Calls = 3 * f.CoreCount };
+    }
+
+    /// <summary>Cost of <see cref="TuckerContraction.Linear"/>: y = x Wᵀ for <paramref name="tokens"/> rows.</summary>
+    public static PathCost TuckerLinear(MpoFactorization f, IReadOnlyList<int> ranks, long tokens)
+    {
+        double j0 = f.ColFactors[0], i0 = f.RowFactors[0], d0 = ranks[0];
+        double p = f.PaddedCols / j0, q = tokens * i0, rest = ranks.Skip(1).Aggregate(1.0, (a, d) => a * d);
+        double macs = p * tokens * j0 * i0 * d0 + p * q * d0 * rest;   // first factor, then the core
+        double copied = tokens * (double)f.PaddedCols, peak = p * q * Math.Max(d0, rest);
+        for (int k = 1; k < f.CoreCount; k++)
+        {
+            double j = f.ColFactors[k], i = f.RowFactors[k], d = ranks[k];
+            p /= j;
+            rest /= d;
+            double stateIn = p * q * rest * j * d, stateOut = p * q * rest * i;
+            macs += p * q * rest * j * d * i;
+            copied += stateIn;
+            peak = Math.Max(peak, stateIn + stateOut);
+            q *= i;
+        }
+        return new PathCost(ContractionPath.Factorized, macs, copied, peak, 0) { Calls = 3 * f.CoreCount };
+    }
+
     /// <summary>Cost of a plain dense Linear of the same size (the baseline).</summary>
     public static PathCost Dense(MpoFactorization f, long tokens, bool training)
     {

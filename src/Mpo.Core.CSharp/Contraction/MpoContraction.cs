@@ -104,6 +104,20 @@ public static class MpoContraction
         return state.reshape(tokens, -1);
     }
 
+    /// <summary>Row indices → their digits (i_1 most significant), one tensor per core: what every factorized
+    /// lookup slices its cores with.</summary>
+    internal static Tensor[] RowDigits(Tensor flat, MpoFactorization f)
+    {
+        var digits = new Tensor[f.CoreCount];
+        var rest = flat;
+        for (int k = f.CoreCount - 1; k >= 0; k--)
+        {
+            digits[k] = rest.remainder(f.RowFactors[k]);
+            rest = rest.div(f.RowFactors[k], rounding_mode: RoundingMode.floor);
+        }
+        return digits;
+    }
+
     /// <summary>
     /// Rows <paramref name="indices"/> of W without forming W (embedding lookup): each core is sliced at the row digit
     /// of every index, and the slices are chained per index. Cost grows with the number of indices, not the vocabulary.
@@ -114,14 +128,7 @@ public static class MpoContraction
         using var scope = NewDisposeScope();
         var flat = indices.reshape(-1).to(ScalarType.Int64);
         long count = flat.shape[0];
-        // Row index → digits (i_1 most significant).
-        var digits = new Tensor[n];
-        var rest = flat;
-        for (int k = n - 1; k >= 0; k--)
-        {
-            digits[k] = rest.remainder(f.RowFactors[k]);
-            rest = rest.div(f.RowFactors[k], rounding_mode: RoundingMode.floor);
-        }
+        var digits = RowDigits(flat, f);
         // state [count, j_1⋯j_k, d_k]
         var state = cores[0].index_select(1, digits[0]).permute(1, 0, 2, 3).reshape(count, f.ColFactors[0], cores[0].shape[3]);
         for (int k = 1; k < n; k++)

@@ -48,7 +48,7 @@ let cut (spec: TruncationSpec) (m: Matrix) =
     let truncated = m.Mpo.TruncateMeasured(spec, m.Weight)
     truncated.Mpo.Dispose()
     let mpoWeight, report = truncated.Matrix, truncated.Report
-    let rank = min (int (report.Parameters / int64 (m.Rows + m.Cols))) (min m.Rows m.Cols)
+    let rank = FormatBudget.SvdRank(m.Rows, m.Cols, report.Parameters)
     let svdWeight = m.U.narrow(1, 0, int64 rank).mul(m.S.narrow(0, 0, int64 rank)).matmul(m.Vh.narrow(0, 0, int64 rank))
     { Name = m.Name; Report = report; MpoWeight = mpoWeight; SvdRank = rank; SvdWeight = svdWeight
       SvdRelativeError = TruncationSweep.lowRankError m.Singular rank }

@@ -37,7 +37,7 @@ let point (reference: Reference) (mpo: MatrixProductOperator) (label: string, sp
     let f = mpo.Factorization
     use cut = mpo.TruncateMeasured(spec, reference.W)
     let report = cut.Report
-    let rank = int (report.Parameters / int64 (f.Rows + f.Cols))
+    let rank = FormatBudget.SvdRank(f.Rows, f.Cols, report.Parameters)
     { Label = label; Report = report; LowRankRank = rank; LowRankRelativeError = lowRankError reference.Singular rank }
 
 /// Every spec against one reference.
