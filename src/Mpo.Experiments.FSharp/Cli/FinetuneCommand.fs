@@ -15,7 +15,47 @@ open Mpo.Experiments.Runs
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Store.ResultStore
 
+/// The method the flags name, with its hyper-parameters; flags another method has no use for are errors naming them.
+let methodOf (args: ParseResults<FinetuneArgs>) =
+    let name = args.GetResult(FinetuneArgs.Method, defaultValue = "full")
+    let tuning: Trial.MpoTuning =
+        { Tuner = args.GetResult(FinetuneArgs.Mpo, defaultValue = Trial.defaultMpoTuning.Tuner)
+          MpoLearningRate = args.TryGetResult FinetuneArgs.Mpo_Lr }
+    let d = Trial.defaultSqueeze
+    let squeeze: Trial.SqueezeSettings =
+        { LossGap = args.GetResult(FinetuneArgs.Loss_Gap, defaultValue = d.LossGap)
+          WarmupSteps = args.GetResult(FinetuneArgs.Squeeze_Warmup, defaultValue = d.WarmupSteps)
+          RecoverySteps = args.GetResult(FinetuneArgs.Recovery_Steps, defaultValue = d.RecoverySteps)
+          TargetParameters = args.TryGetResult FinetuneArgs.Target_Parameters
+          MaxCuts = args.TryGetResult FinetuneArgs.Max_Cuts
+          Families = None }
+    let only (methods: string list) (flags: (string * bool) list) =
+        match flags |> List.tryFind (fun (_, given) -> given) with
+        | Some (flag, _) when not (List.contains name methods) ->
+            invalidArg "method" (sprintf "%s is for --method %s, not %s" flag (String.Join("|", methods)) name)
+        | _ -> ()
+    only [ "lfa"; "mpop"; "mpop-dir" ] [ "--mpo", args.Contains FinetuneArgs.Mpo; "--mpo-lr", args.Contains FinetuneArgs.Mpo_Lr ]
+    only [ "mpop" ] [ "--loss-gap", args.Contains FinetuneArgs.Loss_Gap; "--squeeze-warmup", args.Contains FinetuneArgs.Squeeze_Warmup
+                      "--recovery-steps", args.Contains FinetuneArgs.Recovery_Steps; "--max-cuts", args.Contains FinetuneArgs.Max_Cuts ]
+    only [ "mpop"; "mpop-dir" ] [ "--target-parameters", args.Contains FinetuneArgs.Target_Parameters ]
+    match name with
+    | "full" -> Trial.Method.Full
+    | "lfa" -> Trial.Method.Lfa tuning
+    | "mpop" -> Trial.Method.Mpop(tuning, squeeze)
+    | "mpop-dir" ->
+        match squeeze.TargetParameters with
+        | Some target -> Trial.Method.MpopDir(tuning, target)
+        | None -> invalidArg "target-parameters" "--method mpop-dir needs --target-parameters N (the size to truncate to before fine-tuning)"
+    | other -> invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" other (String.Join(", ", TrialJson.methodNames)))
+
+/// A run's folder: `<model>-<task>` for full fine-tuning (as before methods existed), `<model>-<task>-<method>` otherwise.
+let runFolderName (model: string) (task: string) (m: Trial.Method) =
+    match m with
+    | Trial.Method.Full -> sprintf "%s-%s" model task
+    | other -> sprintf "%s-%s-%s" model task other.Name
+
 let run (args: ParseResults<FinetuneArgs>) =
+    let method = methodOf args
     let root = Data.Bundled.root ()
     let models =
         match args.GetResult(FinetuneArgs.Models, defaultValue = []) with
@@ -46,20 +86,21 @@ let run (args: ParseResults<FinetuneArgs>) =
             LearningRate = { d.LearningRate with Peak = args.GetResult(FinetuneArgs.Learning_Rate, defaultValue = d.LearningRate.Peak) }
             MaxLength = args.GetResult(FinetuneArgs.Max_Length, defaultValue = d.MaxLength)
             MaxSteps = args.TryGetResult FinetuneArgs.Steps |> Option.map int64
-            TrainExamples = args.TryGetResult FinetuneArgs.Train_Examples }
+            TrainExamples = args.TryGetResult FinetuneArgs.Train_Examples
+            DevExamples = args.TryGetResult FinetuneArgs.Dev_Examples }
     // the base trial: the flags' settings; the grid sets model and task
     let baseTrial =
-        Grid.baseOf { Trial.create "" "" with Data = data; Training = training; Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }
+        Grid.baseOf { Trial.create "" "" with Data = data; Method = method; Training = training; Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }
     baseTrial.Remove "model" |> ignore
     baseTrial.Remove "task" |> ignore
     let trials = Grid.expand baseTrial (Baselines.grid models [ for t in tasks -> t.Name ])
     for id, t in trials do Execute.checkPaths id t
     let out = args.GetResult(FinetuneArgs.Out, defaultValue = Path.Combine(root, "out", "finetune"))
     let runs = args.GetResult(FinetuneArgs.Runs, defaultValue = Path.Combine(out, "runs"))
-    // run folders keep their <model>-<task> names (one per pair in this grid)
-    let folders = Map.ofList [ for id, t in trials -> id, Path.Combine(runs, sprintf "%s-%s" (FineTune.modelName (Execute.modelFolder t.Model)) (TextTasks.ByName t.Task).Name) ]
+    // run folders keep their <model>-<task> names for full fine-tuning (one per pair in this grid), <model>-<task>-<method> otherwise
+    let folders = Map.ofList [ for id, t in trials -> id, Path.Combine(runs, runFolderName (FineTune.modelName (Execute.modelFolder t.Model)) (TextTasks.ByName t.Task).Name method) ]
     let store = Store(Path.Combine(out, "store"), runFolder = fun id -> folders.[id])
-    printfn "fine-tuning %d model/task pairs; store %s, run folders under %s" trials.Length store.Folder runs
+    printfn "fine-tuning (%s) %d model/task pairs; store %s, run folders under %s" method.Name trials.Length store.Folder runs
     let summary = Runner.inProcess "mpo finetune" store trials
     if not summary.Skipped.IsEmpty then printfn "already finished in the store: %s" (String.Join(", ", summary.Skipped))
     match summary.Errors with
@@ -68,8 +109,18 @@ let run (args: ParseResults<FinetuneArgs>) =
     let contents = store.LoadStrict()
     // finished rows of other models and tasks already in the store stay: the table grows run by run
     let ids = set [ for id, _ in trials -> id ]
-    let earlier = [ for KeyValue(id, r) in contents do if r.Status = Finished && not (ids.Contains id) then yield r ]
+    // (of this method: each method's table is its own, in <out> for full fine-tuning and <out>/<method> otherwise)
+    let sameMethod (r: Record) =
+        match r.Trial.["method"] with
+        | :? Text.Json.Nodes.JsonObject as m -> (match m.["name"] with null -> false | n -> n.ToString() = method.Name)
+        | _ -> false
+    let earlier = [ for KeyValue(id, r) in contents do if r.Status = Finished && not (ids.Contains id) && sameMethod r then yield r ]
     let records = earlier @ [ for id, _ in trials -> contents.[id] ]
-    Baselines.write out records (Reports.Machine.describe ())
-    printfn "\n%s\n\nwritten to %s" (Baselines.table records) out
+    let tables = match method with Trial.Method.Full -> out | other -> Path.Combine(out, other.Name)
+    Directory.CreateDirectory tables |> ignore
+    Baselines.write tables records (Reports.Machine.describe ())
+    for id, _ in trials do
+        let adapter = Methods.adapterFolder folders.[id]
+        if Directory.Exists adapter then printfn "adapter: %s" adapter
+    printfn "\n%s\n\nwritten to %s" (Baselines.table records) tables
     0

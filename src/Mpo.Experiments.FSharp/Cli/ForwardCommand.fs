@@ -47,13 +47,21 @@ let run (args: ParseResults<ForwardArgs>) =
         | None | Some "f32" -> torch.float32
         | Some "f64" -> torch.float64
         | Some other -> raise (ArgumentException(sprintf "--dtype: expected f32 or f64, got '%s'" other))
-    let struct (model, report) = PretrainedModel.Load(folder, ?architecture = args.TryGetResult ForwardArgs.Architecture)
+    let model =
+        match args.TryGetResult ForwardArgs.Adapter with
+        | Some adapter ->
+            // the base decomposed again and the adapter loaded onto it (refused on the wrong base, naming the file)
+            if args.Contains ForwardArgs.Architecture then invalidArg "architecture" "--architecture and --adapter exclude each other: the adapter records its class"
+            (Mpo.Tuning.MpoAdapter.Load(folder, adapter)).Model
+        | None ->
+            let struct (model, report) = PretrainedModel.Load(folder, ?architecture = args.TryGetResult ForwardArgs.Architecture)
+            if report.NewlyInitialized.Count > 0 then
+                eprintfn "mpo: warning: %d parameters of %s are not in the checkpoint (a %s) and were initialized at random: %s"
+                    report.NewlyInitialized.Count model.Architecture report.CheckpointArchitecture (String.Join(", ", report.NewlyInitialized))
+            model
     use model = model
     model.``to``(dtype) |> ignore
     model.eval()
-    if report.NewlyInitialized.Count > 0 then
-        eprintfn "mpo: warning: %d parameters of %s are not in the checkpoint (a %s) and were initialized at random: %s"
-            report.NewlyInitialized.Count model.Architecture report.CheckpointArchitecture (String.Join(", ", report.NewlyInitialized))
     use scope = torch.NewDisposeScope()
     let inputs = readInputs (args.GetResult ForwardArgs.Input)
     let outputs =

@@ -49,7 +49,9 @@ type Settings =
       /// Stops after this many updates (smoke runs); None: all epochs.
       MaxSteps: int64 option
       /// Trains on N training examples drawn with the seed (a consistent subsample); None: all.
-      TrainExamples: int option }
+      TrainExamples: int option
+      /// Evaluates on N dev examples drawn with the seed; None: all.
+      DevExamples: int option }
 
 /// The settings of a trial's training (the spec's data; see Specs.Trial).
 let settingsOf (training: Trial.Training) (seed: int64) =
@@ -64,7 +66,8 @@ let settingsOf (training: Trial.Training) (seed: int64) =
       Seed = seed
       EvaluationsPerEpoch = training.EvaluationsPerEpoch
       MaxSteps = training.MaxSteps
-      TrainExamples = training.TrainExamples }
+      TrainExamples = training.TrainExamples
+      DevExamples = training.DevExamples }
 
 /// Full fine-tuning defaults for the tiny models (Specs.Trial.defaultTraining).
 let defaults = settingsOf Trial.defaultTraining Trial.defaultSeed
@@ -88,7 +91,11 @@ type Outcome =
       TestInvalid: int
       TestExamples: int
       /// Accuracy of always answering the training split's most frequent class (NaN for regression).
-      MajorityTestAccuracy: float }
+      MajorityTestAccuracy: float
+      /// What the method logged besides (the squeezing trajectory, under the store's key names).
+      Series: Map<string, float list>
+      /// The method's own metrics (cuts made, the size before truncation).
+      MethodMetrics: Map<string, float> }
 
 let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
 
@@ -204,15 +211,15 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         match config.MaxPositions |> Option.ofNullable with
         | Some positions when positions < settings.MaxLength -> positions
         | _ -> settings.MaxLength
-    let trainExamples =
-        let all = read dataFolder task "train"
-        match settings.TrainExamples with
+    let subsample (count: int option) (all: IReadOnlyList<_>) =
+        match count with
         | Some n when n < all.Count ->
             // a seeded subsample in the split's order (the split is sorted by class, so its first N would be one class)
             let rng = Random(int settings.Seed)
             let chosen = Array.init all.Count id |> Array.sortBy (fun _ -> rng.Next()) |> Array.truncate n |> Array.sort
             chosen |> Array.map (fun i -> all.[i]) :> IReadOnlyList<_>
         | _ -> all
+    let trainExamples = read dataFolder task "train" |> subsample settings.TrainExamples
     let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>)
     let collator, encode =
         match f with
@@ -223,9 +230,9 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             let format = TextToTextFormat.For task
             TextToTextCollator.For(tokenizer, format, maxLength), fun examples -> TextToTextCollator.Encode(tokenizer, format, examples)
     let prepared =
-        { Collator = collator; Train = encode trainExamples; Dev = encode (read dataFolder task "dev"); Test = encode testExamples }
+        { Collator = collator; Train = encode trainExamples; Dev = encode (read dataFolder task "dev" |> subsample settings.DevExamples); Test = encode testExamples }
     torch.manual_seed settings.Seed |> ignore    // the fresh head's initialization
-    let struct (model, _) =
+    let struct (model, loaded) =
         match f with
         | Head architecture ->
             // GPT-2 checkpoints have no pad id; its classifier finds each row's end by the id batches are padded with
@@ -235,9 +242,29 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             PretrainedModel.Load(modelFolder, architecture, labels, padTokenId = padding)
         | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
     use model = model
-    // what the method trains: full fine-tuning trains every parameter as loaded (each method applies itself here)
-    match method with
-    | Trial.Method.Full -> ()
+    let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
+    /// the dev split's mean loss and metrics (squeezing's p and p̃)
+    let devLoss () =
+        let wasTraining = model.training
+        model.eval ()
+        use _ = torch.no_grad ()
+        let mutable total = 0.0
+        for start in 0 .. 64 .. prepared.Dev.Count - 1 do
+            use scope = torch.NewDisposeScope()
+            let items = [| for i in start .. min (prepared.Dev.Count - 1) (start + 63) -> prepared.Dev.[i] |]
+            let out = model.forward ((prepared.Collator.Collate(items, BatchKey())).ToModelInputs())
+            total <- total + out.Loss.ToDouble() * float items.Length
+        if wasTraining then model.train ()
+        total / float (max 1 prepared.Dev.Count)
+    let measure () = devLoss (), evaluate ()
+    // what the method does to the model, what it gives the trainer and what it keeps (one function per method)
+    let ctx: Methods.Context = { Model = model; ModelFolder = modelFolder; RunFolder = runFolder; NewlyInitialized = loaded.NewlyInitialized; Measure = measure }
+    let applied =
+        match method with
+        | Trial.Method.Full -> Methods.full ()
+        | Trial.Method.Lfa tuning -> Methods.lfa tuning ctx
+        | Trial.Method.Mpop (tuning, squeeze) -> Methods.mpop tuning squeeze ctx
+        | Trial.Method.MpopDir (tuning, target) -> Methods.mpopDir tuning target ctx
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
@@ -249,19 +276,20 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             LearningRate = settings.LearningRate, WeightDecay = settings.WeightDecay, WarmupRatio = settings.WarmupRatio,
             Schedule = settings.Schedule, WarmupSteps = settings.WarmupSteps,
             MaxGradNorm = 1.0, LoggingSteps = max 1L (min 10L evalSteps), EvalSteps = evalSteps, SaveSteps = evalSteps,
-            BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = true,
-            Seed = Nullable settings.Seed)
+            BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = applied.LoadBestAtEnd,
+            ParameterGroups = ResizeArray applied.ParameterGroups, Seed = Nullable settings.Seed)
     let loss (batch: TokenBatch) =
         let out = model.forward (batch.ToModelInputs())
         // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
         let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
         LossOutput(out.Loss, tokens)
-    let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
-    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
+    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, applied.Callbacks, progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
-    let dev = match best with Some e -> e.Metrics | None -> evaluate ()
+    // the model the run ends with: the best checkpoint, or (squeezing) the last good state
+    let dev = match best with Some e when applied.LoadBestAtEnd -> e.Metrics | _ -> evaluate ()
+    let series, methodMetrics = applied.Finish()
     let testAnswers = predict model f tokenizer prepared.Collator 64 prepared.Test
     let majority =
         if task.IsRegression || prepared.Test.Count = 0 then nan
@@ -282,4 +310,6 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       Test = (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task testAnswers prepared.Test)
       TestInvalid = testAnswers.Invalid
       TestExamples = prepared.Test.Count
-      MajorityTestAccuracy = majority }
+      MajorityTestAccuracy = majority
+      Series = series
+      MethodMetrics = methodMetrics }

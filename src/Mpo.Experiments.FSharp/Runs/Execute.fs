@@ -47,8 +47,9 @@ let private measured (o: FineTune.Outcome) =
           "trainable_parameters", float o.TrainableParameters
           "test_invalid", float o.TestInvalid
           "test_examples", float o.TestExamples
-          "majority_test_accuracy", o.MajorityTestAccuracy ]
-    Map.ofList metrics, Map.ofList [ "head", o.Formulation; "model_name", o.Model ]
+          "majority_test_accuracy", o.MajorityTestAccuracy
+          for KeyValue(k, v) in o.MethodMetrics do (k, v) ]
+    Map.ofList metrics, o.Series, Map.ofList [ "head", o.Formulation; "model_name", o.Model ]
 
 /// The code version records carry, once per process.
 let codeVersion = lazy (codeVersionOf (try Bundled.root () with _ -> Directory.GetCurrentDirectory()))
@@ -58,9 +59,9 @@ let codeVersion = lazy (codeVersionOf (try Bundled.root () with _ -> Directory.G
 let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>) (progress: IProgress<TrainingProgress>) =
     let started = DateTimeOffset.Now
     let clock = Stopwatch.StartNew()
-    let record status metrics extra error =
+    let record status metrics series extra error =
         { TrialId = id; Status = status; Trial = TrialJson.writeTrial trial; Seed = trial.Seed; Code = codeVersion.Force()
-          Metrics = metrics; Series = Map.empty
+          Metrics = metrics; Series = series
           Labels = Map.fold (fun acc k v -> Map.add k v acc) extra labels
           WallSeconds = clock.Elapsed.TotalSeconds; StartedAt = started; FinishedAt = DateTimeOffset.Now
           Host = Environment.MachineName; Error = error }
@@ -69,12 +70,12 @@ let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, stri
             let task, data = taskData trial
             let outcome =
                 FineTune.run trial.Method (modelFolder trial.Model) task data (FineTune.settingsOf trial.Training trial.Seed) (store.RunFolder id) progress
-            let metrics, extra = measured outcome
+            let metrics, series, extra = measured outcome
             // wall_seconds is this attempt's; the metric train_seconds is the run's across resumes (metrics.jsonl)
-            record Finished metrics extra None, None
+            record Finished metrics series extra None, None
         with
         | :? OperationCanceledException -> reraise ()
-        | e -> record Failed Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message)), Some e
+        | e -> record Failed Map.empty Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message)), Some e
     match store.Write(fst result) with
     | Written -> result
     | KeptFinished existing -> existing, None

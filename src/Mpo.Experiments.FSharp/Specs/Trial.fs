@@ -8,16 +8,56 @@ open Mpo.Data
 open Mpo.Training
 open Mpo.Experiments.Specs.Schedules
 
+/// MPO as a tuner (MPOP §4): which matrices are decomposed and how (a preset or a tuner configuration file), and the
+/// MPO cores' own learning rate (MPOP's `--mpo_lr`; None: `-1`, the main learning rate, still without weight decay).
+type MpoTuning =
+    { /// A preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration file (JSON).
+      Tuner: string
+      MpoLearningRate: float option }
+
+/// Dimension squeezing's hyper-parameters (MPOP Algorithm 2; the core's SqueezeOptions): LFA for WarmupSteps updates
+/// sets the reference loss p, then one central-bond unit is cut at a time with RecoverySteps updates of LFA after each,
+/// until the recovered loss p̃ exceeds p by more than Δ (the cut is undone), the target size or the cut limit is reached.
+/// p and p̃ are the loss on the dev split, where the trajectory's accuracy per cut is measured too.
+type SqueezeSettings =
+    { /// Δ.
+      LossGap: float
+      WarmupSteps: int
+      RecoverySteps: int
+      /// Stop once the model has at most this many parameters (all of them, peft's count).
+      TargetParameters: int64 option
+      MaxCuts: int option
+      /// Families whose central bonds may be cut (None: every decomposed module).
+      Families: string list option }
+
 /// What a trial trains and how.
 [<RequireQualifiedAccess>]
 type Method =
     /// Full fine-tuning: every parameter trained (the baselines MPOP's and MPOE's methods are compared against).
     | Full
+    /// MPOP_full+LFA (MPOP §4.2): the tuner's matrices MPO-decomposed, central tensors frozen, auxiliary tensors and
+    /// every non-decomposed parameter trained.
+    | Lfa of MpoTuning
+    /// MPOP (§4.3): LFA, then dimension squeezing.
+    | Mpop of MpoTuning * SqueezeSettings
+    /// MPOP_dir (§5.2's ablation): truncated straight to a target size before LFA, by the cuts squeezing would make
+    /// cheapest first, with no fine-tuning in between.
+    | MpopDir of MpoTuning * targetParameters: int64
 
     /// The method's name in specs, IDs and tables.
     member m.Name =
         match m with
         | Full -> "full"
+        | Lfa _ -> "lfa"
+        | Mpop _ -> "mpop"
+        | MpopDir _ -> "mpop-dir"
+
+/// The MPO tuning a method starts from when a spec names none: the chooser's factors for any model (preset mpop).
+let defaultMpoTuning = { Tuner = "mpop"; MpoLearningRate = None }
+
+/// Squeezing defaults: MPOP's Δ = 0.03 and the RankHander's 10-update window, no target (Δ or every bond at 1 ends it).
+let defaultSqueeze =
+    { LossGap = 0.03; WarmupSteps = 10; RecoverySteps = 10; TargetParameters = None; MaxCuts = None; Families = None }
 
 /// How a run trains, whatever the method (Hugging Face TrainingArguments' names where it has one).
 type Training =
@@ -32,7 +72,9 @@ type Training =
       /// Stops after this many updates (smoke runs); None: all epochs.
       MaxSteps: int64 option
       /// Trains on the first N training examples only (smoke runs); None: all.
-      TrainExamples: int option }
+      TrainExamples: int option
+      /// Evaluates on N dev examples drawn with the seed (the best checkpoint, squeezing's p and p̃; slow models); None: all.
+      DevExamples: int option }
 
 type Trial =
     { /// A bundled model's name (tiny-bert) or a checkpoint folder in Hugging Face layout.
@@ -56,13 +98,41 @@ let defaultTraining =
       MaxLength = 128
       EvaluationsPerEpoch = 2
       MaxSteps = None
-      TrainExamples = None }
+      TrainExamples = None
+      DevExamples = None }
 
 let defaultSeed = 42L
 
 /// A trial with every default: only the model and the task have none.
 let create (model: string) (task: string) =
     { Model = model; Task = task; Data = None; Method = Method.Full; Training = defaultTraining; Seed = defaultSeed }
+
+/// What is wrong with a method's hyper-parameters, as (field path, message) pairs.
+let methodProblems (m: Method) =
+    let tuning (m: MpoTuning) =
+        [ if String.IsNullOrWhiteSpace m.Tuner then "method.mpo", "must name a tuner preset or configuration file"
+          match m.MpoLearningRate with
+          | Some lr when not (Double.IsFinite lr && lr > 0.0) -> "method.mpo_learning_rate", sprintf "must be positive and finite, got %g" lr
+          | _ -> () ]
+    match m with
+    | Method.Full -> []
+    | Method.Lfa m -> tuning m
+    | Method.Mpop (m, s) ->
+        tuning m
+        @ [ if not (Double.IsFinite s.LossGap && s.LossGap >= 0.0) then "method.squeeze.loss_gap", sprintf "must be finite and non-negative, got %g" s.LossGap
+            if s.WarmupSteps < 1 then "method.squeeze.warmup_steps", sprintf "must be at least 1, got %d" s.WarmupSteps
+            if s.RecoverySteps < 1 then "method.squeeze.recovery_steps", sprintf "must be at least 1, got %d" s.RecoverySteps
+            match s.TargetParameters with
+            | Some p when p < 1L -> "method.squeeze.target_parameters", sprintf "must be at least 1, got %d" p
+            | _ -> ()
+            match s.MaxCuts with
+            | Some c when c < 1 -> "method.squeeze.max_cuts", sprintf "must be at least 1, got %d" c
+            | _ -> ()
+            match s.Families with
+            | Some [] -> "method.squeeze.families", "must name at least one family (or be absent: every decomposed module)"
+            | _ -> () ]
+    | Method.MpopDir (m, target) ->
+        tuning m @ [ if target < 1L then "method.target_parameters", sprintf "must be at least 1, got %d" target ]
 
 /// What is wrong with a trial as (field path, message) pairs; empty when it can run. Paths are the spec's
 /// ("training.learning_rate.peak"), so errors name the field as the user wrote it.
@@ -103,4 +173,8 @@ let problems (t: Trial) =
       | _ -> ()
       match tr.TrainExamples with
       | Some n when n < 1 -> "training.train_examples", sprintf "must be at least 1, got %d" n
+      | _ -> ()
+      match tr.DevExamples with
+      | Some n when n < 1 -> "training.dev_examples", sprintf "must be at least 1, got %d" n
       | _ -> () ]
+    @ methodProblems t.Method

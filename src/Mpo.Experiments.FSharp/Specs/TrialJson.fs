@@ -166,9 +166,50 @@ let writeTruncation (t: Truncation) : JsonNode =
 // ---- methods ------------------------------------------------------------------------------------------------------
 
 /// Every method's name, for messages.
-let methodNames = [ Method.Full.Name ]
+let methodNames =
+    [ Method.Full.Name; (Method.Lfa defaultMpoTuning).Name; (Method.Mpop(defaultMpoTuning, defaultSqueeze)).Name
+      (Method.MpopDir(defaultMpoTuning, 1L)).Name ]
 
-/// `"full"` or `{"name": "full", ...its hyper-parameters}`.
+let private mpoFields = [ "mpo"; "mpo_learning_rate" ]
+
+let private readMpoTuning (path: string) (o: JsonObject) =
+    { Tuner = optional o "mpo" |> Option.map (readString (join path "mpo")) |> Option.defaultValue defaultMpoTuning.Tuner
+      MpoLearningRate = optional o "mpo_learning_rate" |> Option.map (readFloat (join path "mpo_learning_rate")) }
+
+let private writeMpoTuning (o: JsonObject) (m: MpoTuning) =
+    o.["mpo"] <- JsonValue.Create m.Tuner
+    o.["mpo_learning_rate"] <- (match m.MpoLearningRate with Some lr -> JsonValue.Create lr :> JsonNode | None -> null)
+
+/// `{"loss_gap": 0.03, "warmup_steps": 10, "recovery_steps": 10, "target_parameters": 4000000, "max_cuts": 50,
+/// "families": ["ffn_in", "ffn_out"]}`, every field optional.
+let private readSqueeze (path: string) (node: JsonNode) =
+    let o = expectObject path [ "loss_gap"; "warmup_steps"; "recovery_steps"; "target_parameters"; "max_cuts"; "families" ] node
+    let d = defaultSqueeze
+    let get key read fallback = optional o key |> Option.map (read (join path key)) |> Option.defaultValue fallback
+    { LossGap = get "loss_gap" readFloat d.LossGap
+      WarmupSteps = get "warmup_steps" readInt d.WarmupSteps
+      RecoverySteps = get "recovery_steps" readInt d.RecoverySteps
+      TargetParameters = optional o "target_parameters" |> Option.map (readInt64 (join path "target_parameters"))
+      MaxCuts = optional o "max_cuts" |> Option.map (readInt (join path "max_cuts"))
+      Families =
+        optional o "families"
+        |> Option.map (fun v ->
+            match v with
+            | :? JsonArray as a -> [ for i in 0 .. a.Count - 1 -> readString (sprintf "%s.families[%d]" path i) a.[i] ]
+            | _ -> fail (join path "families") "must be a list of family names") }
+
+let private writeSqueeze (s: SqueezeSettings) : JsonNode =
+    let o = JsonObject()
+    o.["loss_gap"] <- JsonValue.Create s.LossGap
+    o.["warmup_steps"] <- JsonValue.Create s.WarmupSteps
+    o.["recovery_steps"] <- JsonValue.Create s.RecoverySteps
+    o.["target_parameters"] <- (match s.TargetParameters with Some p -> JsonValue.Create p :> JsonNode | None -> null)
+    o.["max_cuts"] <- (match s.MaxCuts with Some c -> JsonValue.Create c :> JsonNode | None -> null)
+    o.["families"] <- (match s.Families with Some f -> JsonArray([| for x in f -> JsonValue.Create x :> JsonNode |]) :> JsonNode | None -> null)
+    o
+
+/// `"full"`, `"lfa"`, `"mpop"` or `{"name": ..., ...its hyper-parameters}`: `mpo` (a tuner preset or configuration
+/// file) and `mpo_learning_rate` for the MPO methods, `squeeze` for mpop, `target_parameters` (required) for mpop-dir.
 let readMethod (path: string) (node: JsonNode) =
     let name, o =
         match node with
@@ -182,6 +223,17 @@ let readMethod (path: string) (node: JsonNode) =
     | "full" ->
         expectObject path [ "name" ] o |> ignore   // full fine-tuning has no hyper-parameters of its own
         Method.Full
+    | "lfa" ->
+        expectObject path ("name" :: mpoFields) o |> ignore
+        Method.Lfa(readMpoTuning path o)
+    | "mpop" ->
+        expectObject path ("name" :: "squeeze" :: mpoFields) o |> ignore
+        Method.Mpop(readMpoTuning path o, optional o "squeeze" |> Option.map (readSqueeze (join path "squeeze")) |> Option.defaultValue defaultSqueeze)
+    | "mpop-dir" ->
+        expectObject path ("name" :: "target_parameters" :: mpoFields) o |> ignore
+        match optional o "target_parameters" with
+        | Some v -> Method.MpopDir(readMpoTuning path o, readInt64 (join path "target_parameters") v)
+        | None -> fail (join path "target_parameters") "is required (the size to truncate to before fine-tuning)"
     | other -> fail (join path "name") (sprintf "'%s' is not a method (known: %s)" other (String.Join(", ", methodNames)))
 
 let writeMethod (m: Method) : JsonNode =
@@ -189,6 +241,13 @@ let writeMethod (m: Method) : JsonNode =
     o.["name"] <- JsonValue.Create m.Name
     match m with
     | Method.Full -> ()
+    | Method.Lfa t -> writeMpoTuning o t
+    | Method.Mpop (t, s) ->
+        writeMpoTuning o t
+        o.["squeeze"] <- writeSqueeze s
+    | Method.MpopDir (t, target) ->
+        writeMpoTuning o t
+        o.["target_parameters"] <- JsonValue.Create target
     o
 
 // ---- trials -------------------------------------------------------------------------------------------------------
@@ -216,7 +275,7 @@ let private readLearningRate (path: string) (node: JsonNode) (d: LearningRate) =
 let private readTraining (path: string) (node: JsonNode) (d: Training) =
     let o =
         expectObject path [ "epochs"; "batch_size"; "learning_rate"; "weight_decay"; "max_length"; "evaluations_per_epoch"
-                            "max_steps"; "train_examples" ] node
+                            "max_steps"; "train_examples"; "dev_examples" ] node
     let get key read fallback = optional o key |> Option.map (read (join path key)) |> Option.defaultValue fallback
     let getOpt key read fallback =
         if not (o.ContainsKey key) then fallback
@@ -231,7 +290,8 @@ let private readTraining (path: string) (node: JsonNode) (d: Training) =
       MaxLength = get "max_length" readInt d.MaxLength
       EvaluationsPerEpoch = get "evaluations_per_epoch" readInt d.EvaluationsPerEpoch
       MaxSteps = getOpt "max_steps" readInt64 d.MaxSteps
-      TrainExamples = getOpt "train_examples" readInt d.TrainExamples }
+      TrainExamples = getOpt "train_examples" readInt d.TrainExamples
+      DevExamples = getOpt "dev_examples" readInt d.DevExamples }
 
 let trialFields = [ "model"; "task"; "data"; "method"; "training"; "seed" ]
 
@@ -268,6 +328,10 @@ let writeTrial (t: Trial) : JsonObject =
     training.["evaluations_per_epoch"] <- JsonValue.Create tr.EvaluationsPerEpoch
     training.["max_steps"] <- (match tr.MaxSteps with Some s -> JsonValue.Create s :> JsonNode | None -> null)
     training.["train_examples"] <- (match tr.TrainExamples with Some n -> JsonValue.Create n :> JsonNode | None -> null)
+    // written only when set, so the IDs of trials from before the field existed stay what they were
+    match tr.DevExamples with
+    | Some n -> training.["dev_examples"] <- JsonValue.Create n
+    | None -> ()
     let o = JsonObject()
     o.["model"] <- JsonValue.Create t.Model
     o.["task"] <- JsonValue.Create t.Task

@@ -139,8 +139,8 @@ let tests =
                     "method.experts" (Some 2) "is unknown"
             }
             test "a method that does not exist" {
-                expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\" },\n \"grid\": { \"product\": { \"method\": [\"full\", \"lora\"] } } }"
-                    "method.name" (Some 2) "'lora' is not a method (known: full)"
+                expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\" },\n \"grid\": { \"product\": { \"method\": [\"full\", \"nonesuch\"] } } }"
+                    "method.name" (Some 2) "'nonesuch' is not a method (known: full, lfa, mpop, mpop-dir"
             }
             test "a language-modelling task, and a GLUE task without its data" {
                 expectError "{ \"trial\": { \"model\": \"tiny-bert\",\n \"task\": \"lm\" } }" "task" (Some 2) "language modelling"
