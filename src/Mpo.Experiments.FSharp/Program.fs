@@ -13,6 +13,7 @@ let examples =
     """
 Examples:
   mpo demo
+  mpo demo --truncation tiny-gpt2
   mpo inspect data/bundled/ffn-3072x768.safetensors
   mpo decompose --input data/bundled/ffn-3072x768.safetensors --tensor synthetic.ffn.intermediate.weight \
                 --rows 4,4,8,6,4 --cols 3,4,4,4,4 --max-bond 64 --out cores.safetensors --report report.json

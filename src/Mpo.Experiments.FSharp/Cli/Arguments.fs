@@ -42,12 +42,14 @@ type DemoArgs =
     | [<MainCommand>] Model of name: string
     | Out of dir: string
     | Quick
+    | Truncation
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "the bundled pre-trained model to decompose: tiny-bert (default), tiny-gpt2, tiny-t5, or the encoders all-minilm-l6-v2, arctic-embed-xs (scored by how close their sentence embeddings stay to the dense model's)."
-            | Out _ -> "folder for report.json, table.md and the figures (default out/demo)."
-            | Quick -> "one truncation and 4 held-out batches (CI)."
+            | Model _ -> "the pre-trained model: all-minilm-l6-v2 (default; arctic-embed-xs, tiny-bert, or a folder) for MPOP; with --truncation tiny-bert (default), tiny-gpt2, tiny-t5, or the encoders all-minilm-l6-v2, arctic-embed-xs (scored by how close their sentence embeddings stay to the dense model's)."
+            | Out _ -> "folder for the store, table.md and the figures (default out/demo; with --truncation out/demo-truncation, report.json too)."
+            | Quick -> "a smoke run (CI): the same grid on a few examples and updates; with --truncation one truncation and 4 held-out batches."
+            | Truncation -> "the earlier study instead: cap every bond at once before any fine-tuning and measure perplexity against a truncated SVD of equal size."
 
 [<RequireQualifiedAccess>]
 type ForwardArgs =
@@ -288,4 +290,4 @@ type MpoArgs =
             | Embed _ -> "sentence embeddings from an encoder checkpoint (pooling from its sentence-transformers files)."
             | Count _ -> "count a model's parameters from its config.json alone, plain or MPO-decomposed (peft's trainable-parameter line)."
             | Merge _ -> "merge an MPO adapter into its base: a dense Hugging Face checkpoint whose logits equal the MPO model's."
-            | Demo _ -> "the main job: decompose every weight matrix of a bundled pre-trained model, truncate, measure perplexity vs SVD."
+            | Demo _ -> "the main job: MPOP on a pre-trained encoder (full fine-tuning, LFA, dimension squeezing, MPOP_dir) and the comparison table."

@@ -71,7 +71,7 @@ module Keys =
     let spectrum (matrix: string) (bond: int) = sprintf "spectrum/%s/bond%d" matrix bond
     /// Series: the entanglement entropy of each bond of a matrix.
     let entropy (matrix: string) = sprintf "entropy/%s" matrix
-    /// Series: after each squeeze, the model's trained parameters, and a metric (e.g. "dev.accuracy").
+    /// Series: before squeezing and after each squeeze, the model's parameters (all of them, peft's count), and a metric (e.g. "dev.accuracy").
     let squeezeParameters = "squeeze/parameters"
     let squeezeMetric (metric: string) = "squeeze/" + metric
     /// Series: the fraction of tokens each expert of a MoE layer received.

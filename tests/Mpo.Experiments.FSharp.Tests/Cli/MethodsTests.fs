@@ -34,8 +34,8 @@ let private task (dir: string) =
 let private finetune (dir: string) (out: string) (args: string list) =
     let out = Path.Combine(dir, out)
     let run =
-        mpo dir ([ "finetune"; "tiny-bert"; "--task"; "spam"; "--data"; task dir; "--learning-rate"; "1e-3"; "--batch-size"; "8"
-                   "--max-length"; "24"; "--out"; out ] @ args)
+        mpo dir ([ "finetune"; "tiny-bert"; "--task"; "spam"; "--data"; task dir; "--learning-rate"; "1e-3"; "--batch-size"; "4"
+                   "--max-length"; "16"; "--train-examples"; "32"; "--out"; out ] @ args)
     run, out
 
 let private record (out: string) =
@@ -60,14 +60,14 @@ let private expectBad (run: Run) (fragments: string list) =
     Expect.equal run.Code 2 $"exit code 2 for bad input; stderr: {run.Err}"
     for f in fragments do Expect.stringContains run.Err f "the error names the problem"
 
-let private squeezeArgs = [ "--method"; "mpop"; "--steps"; "40"; "--squeeze-warmup"; "4"; "--recovery-steps"; "2"; "--max-cuts"; "3"; "--loss-gap"; "100" ]
+let private squeezeArgs = [ "--method"; "mpop"; "--steps"; "20"; "--squeeze-warmup"; "2"; "--recovery-steps"; "1"; "--max-cuts"; "3"; "--loss-gap"; "100" ]
 
 [<Tests>]
 let tests =
     testSequenced <| testList "Cli.Methods" [
         test "lfa: the adapter folder, central tensors bit-identical after training, trained = all − central parameters" {
             inTempDir (fun dir ->
-                let run, out = finetune dir "out" [ "--method"; "lfa"; "--steps"; "8"; "--mpo-lr"; "1e-3" ]
+                let run, out = finetune dir "out" [ "--method"; "lfa"; "--steps"; "4"; "--mpo-lr"; "1e-3" ]
                 Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
                 let runFolder = Path.Combine(out, "runs", "tiny-bert-spam-lfa")
                 let adapter = Path.Combine(runFolder, "adapter")
@@ -137,16 +137,17 @@ let tests =
                 let data = task dir
                 let trial =
                     { Trial.create "tiny-bert" "spam" with
-                        Method = Trial.Method.Mpop(Trial.defaultMpoTuning, { Trial.defaultSqueeze with WarmupSteps = 4; RecoverySteps = 2; MaxCuts = Some 3; LossGap = 100.0 })
-                        Training = { Trial.defaultTraining with BatchSize = 8; MaxLength = 24; MaxSteps = Some 40L; LearningRate = { Trial.defaultTraining.LearningRate with Peak = 1e-3 } } }
+                        Method = Trial.Method.Mpop(Trial.defaultMpoTuning, { Trial.defaultSqueeze with WarmupSteps = 2; RecoverySteps = 2; MaxCuts = Some 3; LossGap = 100.0 })
+                        Training = { Trial.defaultTraining with BatchSize = 4; MaxLength = 16; TrainExamples = Some 32; MaxSteps = Some 20L; LearningRate = { Trial.defaultTraining.LearningRate with Peak = 1e-3 } } }
                 let settings = FineTune.settingsOf trial.Training trial.Seed
                 let run folder (progress: IProgress<TrainingProgress>) =
                     let trial = trial
                     FineTune.run trial.Method (tinyBert ()) TextTasks.Spam data settings folder progress
                 let quiet = { new IProgress<TrainingProgress> with member _.Report _ = () }
                 let whole = run (Path.Combine(dir, "a")) quiet
-                // killed at update 9, in the third cut's recovery (the last checkpoint is update 6's, after the second cut), then resumed
-                let kill = { new IProgress<TrainingProgress> with member _.Report p = if p.Step >= 9L then raise (OperationCanceledException "killed") }
+                // 8 batches an epoch: checkpoints every 4 updates; cuts at updates 2, 4, 6; killed at update 5, in the second
+                // cut's recovery (the last checkpoint is update 4's, just after that cut), then resumed
+                let kill = { new IProgress<TrainingProgress> with member _.Report p = if p.Step >= 5L then raise (OperationCanceledException "killed") }
                 Expect.throwsT<OperationCanceledException> (fun () -> run (Path.Combine(dir, "b")) kill |> ignore) "killed"
                 Expect.isFalse (Directory.Exists(Path.Combine(dir, "b", "adapter"))) "no adapter from the killed run"
                 let resumed = run (Path.Combine(dir, "b")) quiet
