@@ -238,6 +238,9 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
     // what the method trains: full fine-tuning trains every parameter as loaded (each method applies itself here)
     match method with
     | Trial.Method.Full -> ()
+    | Trial.Method.Lora c -> LowRankMethods.lora c model
+    | Trial.Method.Svd c -> LowRankMethods.svd c model
+    | Trial.Method.LastLayers c -> LowRankMethods.lastLayers c model
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->

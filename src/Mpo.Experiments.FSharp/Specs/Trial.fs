@@ -13,11 +13,20 @@ open Mpo.Experiments.Specs.Schedules
 type Method =
     /// Full fine-tuning: every parameter trained (the baselines MPOP's and MPOE's methods are compared against).
     | Full
+    /// LoRA with peft's semantics (base frozen; rank, alpha, dropout, target families; the head trains beside it).
+    | Lora of Mpo.Tuning.LoraConfig
+    /// Truncated-SVD low-rank layers: each target matrix as two trained factors of a given rank or parameter budget.
+    | Svd of Mpo.Tuning.SvdTunerConfig
+    /// Only the last k transformer layers (+ top, head, and embeddings as MPOP Table 5 counts them) train.
+    | LastLayers of Mpo.Tuning.LastLayersConfig
 
     /// The method's name in specs, IDs and tables.
     member m.Name =
         match m with
         | Full -> "full"
+        | Lora _ -> "lora"
+        | Svd _ -> "svd"
+        | LastLayers _ -> "last-layers"
 
 /// How a run trains, whatever the method (Hugging Face TrainingArguments' names where it has one).
 type Training =
