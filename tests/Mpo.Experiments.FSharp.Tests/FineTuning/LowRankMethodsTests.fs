@@ -1,6 +1,6 @@
 /// The baselines as fine-tuning methods, end to end in process: a few updates of tiny-bert by LoRA, SVD layers and the
 /// last layers, whose trained-parameter counts are worked out by hand from its configuration (hidden 128, FFN 512,
-/// 4 layers, two labels), and whose runs resume where they stopped.
+/// 4 layers, two labels), and whose checkpoints load into the rebuilt structure.
 module Mpo.Experiments.Tests.FineTuning.LowRankMethodsTests
 
 open System
@@ -26,15 +26,17 @@ let private runIn (dir: string) (method: Trial.Method) (steps: int64) =
 [<Tests>]
 let tests =
     testSequenced <| testList "FineTuning.LowRankMethods" [
-        test "LoRA r=4 on query and value trains 4 layers · 2 · 4·(128 + 128) + the classifier's 128·2 + 2 = 8,450 parameters; a stopped run resumes" {
+        test "LoRA r=4 on query and value trains 4 layers · 2 · 4·(128 + 128) + the classifier's 128·2 + 2 = 8,450 parameters; a finished run reloads into the rebuilt structure" {
             inTempDir (fun dir ->
                 let lora = Trial.Method.Lora(LoraConfig(R = 4, LoraAlpha = 8.0))
                 let first = runIn dir lora 2L
                 Expect.equal first.TrainableParameters 8_450L "by hand"
                 Expect.equal first.Steps 2L "two updates"
-                let resumed = runIn dir lora 4L
-                Expect.equal resumed.Steps 4L "resumed to four"
-                Expect.equal resumed.Parameters (first.Parameters) "the same structure rebuilt") }
+                // the same run again finds its finished checkpoint: the LoRA structure is rebuilt and the trained state loaded
+                let again = runIn dir lora 2L
+                Expect.equal again.Steps 2L "nothing more to do"
+                Expect.equal again.Parameters first.Parameters "the same structure rebuilt"
+                Expect.equal (Map.ofSeq [ for KeyValue(k, v) in again.Test -> k, v ]) (Map.ofSeq [ for KeyValue(k, v) in first.Test -> k, v ]) "the trained adapter, loaded: same test scores") }
 
         test "last layer only (no embeddings): one BERT layer 198,272 + pooler 16,512 + classifier 258 = 215,042 trained" {
             inTempDir (fun dir ->
