@@ -52,16 +52,9 @@ public sealed record LoraConfig
         Require(double.IsFinite(LoraAlpha) && LoraAlpha > 0, "lora_alpha", $"must be positive and finite, got {LoraAlpha}");
         Require(LoraDropout >= 0 && LoraDropout < 1, "lora_dropout", $"must lie in [0, 1), got {LoraDropout}");
         Require(Biases.Contains(Bias), "bias", $"'{Bias}' is not one of {string.Join(", ", Biases)}");
-        if (TargetModules is not null)
-        {
-            Require(TargetModules.Count > 0, "target_modules", "is empty; omit it (or null) for peft's default");
-            foreach (var t in TargetModules)
-            {
-                Require(MpoFamilies.All.Contains(t), "target_modules", $"unknown family '{t}'; known: {string.Join(", ", MpoFamilies.All)}");
-                Require(t != MpoFamilies.WordEmbedding, "target_modules",
-                    "LoRA here adapts linear maps (Linear, GPT-2's Conv1D); peft's embedding LoRA is not implemented");
-            }
-        }
+        TunerJson.CheckTargets(source, TargetModules, "peft's default");
+        Require(TargetModules?.Contains(MpoFamilies.WordEmbedding) != true, "target_modules",
+            "LoRA here adapts linear maps (Linear, GPT-2's Conv1D); peft's embedding LoRA is not implemented");
         if (ModulesToSave is not null)
             foreach (var m in ModulesToSave)
                 Require(!string.IsNullOrWhiteSpace(m), "modules_to_save", "holds an empty name");

@@ -35,12 +35,7 @@ public sealed record SvdTunerConfig
         Require(Rank.HasValue != Budget.HasValue, Rank.HasValue ? "budget" : "rank", "give exactly one of rank and budget");
         if (Rank is { } r) Require(r >= 1, "rank", $"must be at least 1, got {r}");
         if (Budget is { } b) Require(b >= 2, "budget", $"must be positive (at least rows + cols of every target), got {b}");
-        if (TargetModules is not null)
-        {
-            Require(TargetModules.Count > 0, "target_modules", "is empty; omit it (or null) for every family the model has");
-            foreach (var t in TargetModules)
-                Require(MpoFamilies.All.Contains(t), "target_modules", $"unknown family '{t}'; known: {string.Join(", ", MpoFamilies.All)}");
-        }
+        TunerJson.CheckTargets(source, TargetModules, "every family the model has");
     }
 
     public JsonObject ToJson() => new()

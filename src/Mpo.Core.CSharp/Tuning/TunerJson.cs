@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Text.Json.Nodes;
 
@@ -18,6 +19,16 @@ internal sealed class TunerJson
         foreach (var (key, _) in json)
             if (!fields.Contains(key))
                 throw new InvalidTunerConfigException(source, key, $"unknown field; the fields are {string.Join(", ", fields)}");
+    }
+
+    /// <summary>A configuration's <c>target_modules</c>: null (the default), or a non-empty list of known families.</summary>
+    public static void CheckTargets(string source, IReadOnlyList<string>? targets, string whenNull)
+    {
+        if (targets is null) return;
+        if (targets.Count == 0) throw new InvalidTunerConfigException(source, "target_modules", $"is empty; omit it (or null) for {whenNull}");
+        foreach (var t in targets)
+            if (!MpoFamilies.All.Contains(t))
+                throw new InvalidTunerConfigException(source, "target_modules", $"unknown family '{t}'; known: {string.Join(", ", MpoFamilies.All)}");
     }
 
     public bool Has(string field) => json.ContainsKey(field);
