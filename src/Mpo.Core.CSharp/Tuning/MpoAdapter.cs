@@ -24,25 +24,12 @@ namespace Mpo.Tuning;
 /// </summary>
 public static class MpoAdapter
 {
-    public const string ConfigFile = "adapter_config.json";
-    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = AdapterFiles.ConfigFile;
+    public const string WeightsFile = AdapterFiles.WeightsFile;
     const string Format = "mpo-adapter/1";
 
-    /// <summary>SHA-256 over the base checkpoint's weight files (names and bytes, in name order).</summary>
-    public static string CheckpointHash(string baseFolder)
-    {
-        using var checkpoint = CheckpointFolder.Open(baseFolder);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var file in checkpoint.Files)
-        {
-            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(Path.GetFileName(file) + "\n"));
-            using var stream = File.OpenRead(file);
-            var buffer = new byte[1 << 20];
-            int read;
-            while ((read = stream.Read(buffer, 0, buffer.Length)) > 0) hash.AppendData(buffer, 0, read);
-        }
-        return Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant();
-    }
+    /// <summary>SHA-256 over the base checkpoint's weight files (<see cref="AdapterFiles.CheckpointHash"/>).</summary>
+    public static string CheckpointHash(string baseFolder) => AdapterFiles.CheckpointHash(baseFolder);
 
     /// <summary>The tensors an adapter holds: every trainable parameter, and the central tensor of every target whose
     /// bonds are no longer the ones it was decomposed with (squeezed).</summary>
@@ -66,20 +53,10 @@ public static class MpoAdapter
     public static void Save(TunedModel tuned, string folder, string baseFolder)
     {
         ArgumentNullException.ThrowIfNull(tuned);
-        Directory.CreateDirectory(folder);
         var tensors = Tensors(tuned);
-        SafeTensors.Save(Path.Combine(folder, WeightsFile), tensors.Select(t => KeyValuePair.Create(t.Name, t.Tensor)),
-                         new Dictionary<string, string> { ["format"] = Format });
         var config = tuned.Config.ToJson();
-        var model = tuned.Model;
         config["base_model_name_or_path"] = baseFolder;
-        config["base_model"] = new JsonObject
-        {
-            ["architecture"] = model.Architecture,
-            ["labels"] = new JsonArray(model.Config.Labels.Select(l => (JsonNode)l).ToArray()),
-            ["pad_token_id"] = model.Config.PadTokenId,
-            ["checkpoint_sha256"] = CheckpointHash(baseFolder),
-        };
+        config["base_model"] = AdapterFiles.DescribeBase(tuned.Model, baseFolder);
         config["targets"] = new JsonArray(tuned.Targets.Select(t => (JsonNode)new JsonObject
         {
             ["path"] = t.Path,
@@ -95,7 +72,7 @@ public static class MpoAdapter
             ["central_fingerprint"] = new JsonArray((t.CentralFingerprint ?? Array.Empty<double>()).Select(v => (JsonNode)v).ToArray()),
         }).ToArray());
         config["saved_tensors"] = new JsonArray(tensors.Select(t => (JsonNode)t.Name).ToArray());
-        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AdapterFiles.Write(folder, tensors.Select(t => KeyValuePair.Create(t.Name, t.Tensor)), Format, config);
     }
 
     static JsonArray Ints(IEnumerable<int> values) => new(values.Select(v => (JsonNode)v).ToArray());
@@ -112,31 +89,12 @@ public static class MpoAdapter
     {
         var configPath = Path.Combine(adapterFolder, ConfigFile);
         var weightsPath = Path.Combine(adapterFolder, WeightsFile);
-        if (!File.Exists(configPath))
-            throw new FileNotFoundException($"{adapterFolder}: no {ConfigFile} (not an MPO adapter folder)", configPath);
-        JsonObject json;
-        try { json = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new InvalidTunerConfigException(configPath, "(file)", "must hold a JSON object"); }
-        catch (JsonException e) { throw new InvalidTunerConfigException(configPath, "(file)", $"not valid JSON: {e.Message}"); }
+        var json = AdapterFiles.ReadConfig(adapterFolder, "an MPO");
         var tunerJson = new JsonObject();
         foreach (var (key, value) in json)
             if (!AdapterFields.Contains(key)) tunerJson[key] = value?.DeepClone();
         var config = MpoTunerConfig.FromJson(tunerJson, configPath);
-        var baseInfo = json["base_model"] as JsonObject ?? throw new InvalidTunerConfigException(configPath, "base_model", "missing");
-        string Text(JsonObject o, string key, string field) =>
-            o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw new InvalidTunerConfigException(configPath, field, "missing or not a string");
-
-        var expected = Text(baseInfo, "checkpoint_sha256", "base_model.checkpoint_sha256");
-        var actual = CheckpointHash(baseFolder);
-        if (expected != actual)
-        {
-            using var checkpoint = CheckpointFolder.Open(baseFolder);
-            throw new InvalidTunerConfigException(configPath, "base_model.checkpoint_sha256",
-                $"this adapter was trained on a base checkpoint whose weights hash to {expected}, but {string.Join(", ", checkpoint.Files)} hash to {actual}: " +
-                $"{baseFolder} is not the base it was trained on");
-        }
-        var labels = (baseInfo["labels"] as JsonArray)?.Select(l => l!.GetValue<string>()).ToArray();
-        int? pad = baseInfo["pad_token_id"] is JsonValue p && p.TryGetValue<int>(out var id) ? id : null;
-        var (model, _) = PretrainedModel.Load(baseFolder, Text(baseInfo, "architecture", "base_model.architecture"), labels, device, pad);
+        var model = AdapterFiles.LoadBase(json, configPath, baseFolder, device);
         try
         {
             var tuned = new MpoTuner(config).Apply(model);
@@ -146,7 +104,7 @@ public static class MpoAdapter
                     $"records {recorded.Count} decomposed modules, but its configuration selects {tuned.Targets.Count} in {baseFolder}");
             for (int i = 0; i < recorded.Count; i++)
                 Reconcile(tuned, tuned.Targets[i], recorded[i] ?? throw new InvalidTunerConfigException(configPath, $"targets[{i}]", "not an object"), configPath, $"targets[{i}]");
-            LoadTensors(tuned, weightsPath);
+            AdapterFiles.LoadTensors(tuned.Model, Tensors(tuned).Select(t => t.Name), weightsPath);
             return tuned;
         }
         catch
@@ -187,31 +145,4 @@ public static class MpoAdapter
     /// <summary>Equal up to round-off: every entry within 1e-5 of the norm.</summary>
     static bool SameFingerprint(double[] recorded, double[] now) =>
         recorded.Length == now.Length && now.Length > 0 && recorded.Zip(now).All(p => Math.Abs(p.First - p.Second) <= 1e-5 * Math.Max(now[0], 1e-30));
-
-    static void LoadTensors(TunedModel tuned, string weightsPath)
-    {
-        if (!File.Exists(weightsPath))
-            throw new FileNotFoundException($"{weightsPath}: missing (the adapter's trained tensors)", weightsPath);
-        using var file = SafeTensorsFile.Open(weightsPath);
-        var parameters = tuned.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
-        var wanted = MpoAdapter.Tensors(tuned).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var info in file.Tensors)
-        {
-            if (!parameters.TryGetValue(info.Name, out var parameter))
-                throw new CheckpointFormatException(weightsPath, "is no parameter of the tuned model", info.Name);
-            if (!info.Shape.SequenceEqual(parameter.shape))
-                throw new CheckpointFormatException(weightsPath,
-                    $"has shape [{string.Join(",", info.Shape)}], the tuned model's parameter [{string.Join(",", parameter.shape)}]", info.Name);
-            wanted.Remove(info.Name);
-        }
-        if (wanted.Count > 0)
-            throw new CheckpointFormatException(weightsPath, $"lacks trained tensors of the tuned model: {string.Join(", ", wanted.Take(8))}{(wanted.Count > 8 ? ", …" : "")}");
-        using var noGrad = no_grad();
-        foreach (var info in file.Tensors)
-        {
-            using var scope = NewDisposeScope();
-            var parameter = parameters[info.Name];
-            parameter.copy_(file.Load(info.Name, parameter.device, parameter.dtype));
-        }
-    }
 }

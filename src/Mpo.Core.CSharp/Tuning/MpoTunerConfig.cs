@@ -13,12 +13,15 @@ public sealed class InvalidTunerConfigException : ArgumentException
 {
     public string ConfigSource { get; }
     public string Field { get; }
+    /// <summary>What is wrong with the field, without the source and field (for callers that name them their own way).</summary>
+    public string Problem { get; }
 
     public InvalidTunerConfigException(string source, string field, string problem)
         : base($"{source}: '{field}': {problem}")
     {
         ConfigSource = source;
         Field = field;
+        Problem = problem;
     }
 }
 

@@ -118,10 +118,13 @@ type FinetuneArgs =
     | Target_Parameters of n: int64
     | Max_Cuts of n: int
     | Dev_Examples of n: int
+    | Rank of r: int
+    | Lora_Alpha of alpha: float
+    | Layers of k: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA); the MPO methods write <runs>/<model>-<task>-<method>/adapter/."
+            | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA), lora, svd, last-layers (the baselines); adapter methods write <runs>/<model>-<task>-<method>/adapter/."
             | Mpo _ -> "the MPO methods' tuner: a preset (mpop: default, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration file (JSON)."
             | Mpo_Lr _ -> "learning rate of the MPO cores (MPOP's --mpo_lr; default: the main learning rate)."
             | Loss_Gap _ -> "mpop: Δ, squeezing stops when the dev loss exceeds the loss before squeezing by more than this (default 0.03)."
@@ -130,6 +133,9 @@ type FinetuneArgs =
             | Target_Parameters _ -> "mpop: stop squeezing at this many parameters; mpop-dir (required): the size to truncate to before fine-tuning."
             | Max_Cuts _ -> "mpop: stop after this many cuts."
             | Dev_Examples _ -> "evaluate on N dev examples drawn with --seed (slow models)."
+            | Rank _ -> "lora: r (default 8); svd (required): the rank of every target matrix's two trained factors."
+            | Lora_Alpha _ -> "lora: lora_alpha, the update is scaled by alpha / r (default 8)."
+            | Layers _ -> "last-layers: how many of the last transformer layers train (default 1; the head always does)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
             | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."

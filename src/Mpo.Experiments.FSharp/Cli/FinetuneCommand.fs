@@ -38,6 +38,16 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
     only [ "mpop" ] [ "--loss-gap", args.Contains FinetuneArgs.Loss_Gap; "--squeeze-warmup", args.Contains FinetuneArgs.Squeeze_Warmup
                       "--recovery-steps", args.Contains FinetuneArgs.Recovery_Steps; "--max-cuts", args.Contains FinetuneArgs.Max_Cuts ]
     only [ "mpop"; "mpop-dir" ] [ "--target-parameters", args.Contains FinetuneArgs.Target_Parameters ]
+    only [ "lora"; "svd" ] [ "--rank", args.Contains FinetuneArgs.Rank ]
+    only [ "lora" ] [ "--lora-alpha", args.Contains FinetuneArgs.Lora_Alpha ]
+    only [ "last-layers" ] [ "--layers", args.Contains FinetuneArgs.Layers ]
+    // the baselines' flags read as a spec's method object (one reader: their configurations' defaults and checks)
+    let baseline (fields: (string * Text.Json.Nodes.JsonNode option) list) =
+        let o = Text.Json.Nodes.JsonObject()
+        o.["name"] <- Text.Json.Nodes.JsonValue.Create name
+        for key, value in fields do value |> Option.iter (fun v -> o.[key] <- v)
+        TrialJson.readMethod "--method" o
+    let node (v: 'a) = Text.Json.Nodes.JsonValue.Create v :> Text.Json.Nodes.JsonNode
     match name with
     | "full" -> Trial.Method.Full
     | "lfa" -> Trial.Method.Lfa tuning
@@ -46,6 +56,11 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
         match squeeze.TargetParameters with
         | Some target -> Trial.Method.MpopDir(tuning, target)
         | None -> invalidArg "target-parameters" "--method mpop-dir needs --target-parameters N (the size to truncate to before fine-tuning)"
+    | "lora" -> baseline [ "r", args.TryGetResult FinetuneArgs.Rank |> Option.map node; "lora_alpha", args.TryGetResult FinetuneArgs.Lora_Alpha |> Option.map node ]
+    | "svd" ->
+        if not (args.Contains FinetuneArgs.Rank) then invalidArg "rank" "--method svd needs --rank R (the rank of each target matrix's factors)"
+        baseline [ "rank", args.TryGetResult FinetuneArgs.Rank |> Option.map node ]
+    | "last-layers" -> baseline [ "layers", args.TryGetResult FinetuneArgs.Layers |> Option.map node ]
     | other -> invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" other (String.Join(", ", TrialJson.methodNames)))
 
 /// A run's folder: `<model>-<task>` for full fine-tuning (as before methods existed), `<model>-<task>-<method>` otherwise.

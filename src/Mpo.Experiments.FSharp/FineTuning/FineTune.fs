@@ -265,6 +265,9 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | Trial.Method.Lfa tuning -> Methods.lfa tuning ctx
         | Trial.Method.Mpop (tuning, squeeze) -> Methods.mpop tuning squeeze ctx
         | Trial.Method.MpopDir (tuning, target) -> Methods.mpopDir tuning target ctx
+        | Trial.Method.Lora c -> LowRankMethods.lora c ctx
+        | Trial.Method.Svd c -> LowRankMethods.svd c ctx
+        | Trial.Method.LastLayers c -> LowRankMethods.lastLayers c ctx
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->

@@ -43,6 +43,12 @@ type Method =
     /// MPOP_dir (§5.2's ablation): truncated straight to a target size before LFA, by the cuts squeezing would make
     /// cheapest first, with no fine-tuning in between.
     | MpopDir of MpoTuning * targetParameters: int64
+    /// LoRA with peft's semantics (base frozen; rank, alpha, dropout, target families; the head trains beside it).
+    | Lora of Mpo.Tuning.LoraConfig
+    /// Truncated-SVD low-rank layers: each target matrix as two trained factors of a given rank or parameter budget.
+    | Svd of Mpo.Tuning.SvdTunerConfig
+    /// Only the last k transformer layers (+ top, head, and embeddings as MPOP Table 5 counts them) train.
+    | LastLayers of Mpo.Tuning.LastLayersConfig
 
     /// The method's name in specs, IDs and tables.
     member m.Name =
@@ -51,6 +57,9 @@ type Method =
         | Lfa _ -> "lfa"
         | Mpop _ -> "mpop"
         | MpopDir _ -> "mpop-dir"
+        | Lora _ -> "lora"
+        | Svd _ -> "svd"
+        | LastLayers _ -> "last-layers"
 
 /// The MPO tuning a method starts from when a spec names none: the chooser's factors for any model (preset mpop).
 let defaultMpoTuning = { Tuner = "mpop"; MpoLearningRate = None }
@@ -116,6 +125,8 @@ let methodProblems (m: Method) =
           | _ -> () ]
     match m with
     | Method.Full -> []
+    // the baselines' configurations check themselves when read (their C# FromJson names the field)
+    | Method.Lora _ | Method.Svd _ | Method.LastLayers _ -> []
     | Method.Lfa m -> tuning m
     | Method.Mpop (m, s) ->
         tuning m

@@ -168,7 +168,16 @@ let writeTruncation (t: Truncation) : JsonNode =
 /// Every method's name, for messages.
 let methodNames =
     [ Method.Full.Name; (Method.Lfa defaultMpoTuning).Name; (Method.Mpop(defaultMpoTuning, defaultSqueeze)).Name
-      (Method.MpopDir(defaultMpoTuning, 1L)).Name ]
+      (Method.MpopDir(defaultMpoTuning, 1L)).Name; "lora"; "svd"; "last-layers" ]
+
+/// A baseline's hyper-parameters, read by its C# configuration (the field names of its adapter_config.json); a
+/// problem names the field under the method's path.
+let private tunerMethod (path: string) (o: JsonObject) (read: JsonObject -> string -> 'c) =
+    let fields = JsonObject()
+    for KeyValue(k, v) in o do
+        if k <> "name" then fields.[k] <- (if isNull v then null else v.DeepClone())
+    try read fields path
+    with :? Mpo.Tuning.InvalidTunerConfigException as e -> fail (join path e.Field) e.Problem
 
 let private mpoFields = [ "mpo"; "mpo_learning_rate" ]
 
@@ -234,11 +243,18 @@ let readMethod (path: string) (node: JsonNode) =
         match optional o "target_parameters" with
         | Some v -> Method.MpopDir(readMpoTuning path o, readInt64 (join path "target_parameters") v)
         | None -> fail (join path "target_parameters") "is required (the size to truncate to before fine-tuning)"
+    | "lora" -> Method.Lora(tunerMethod path o (fun j s -> Mpo.Tuning.LoraConfig.FromJson(j, s)))
+    | "svd" -> Method.Svd(tunerMethod path o (fun j s -> Mpo.Tuning.SvdTunerConfig.FromJson(j, s)))
+    | "last-layers" -> Method.LastLayers(tunerMethod path o (fun j s -> Mpo.Tuning.LastLayersConfig.FromJson(j, s)))
     | other -> fail (join path "name") (sprintf "'%s' is not a method (known: %s)" other (String.Join(", ", methodNames)))
 
 let writeMethod (m: Method) : JsonNode =
     let o = JsonObject()
     o.["name"] <- JsonValue.Create m.Name
+    let fields (config: JsonObject) =
+        for KeyValue(k, v) in Seq.toArray config do
+            config.Remove k |> ignore
+            o.[k] <- v
     match m with
     | Method.Full -> ()
     | Method.Lfa t -> writeMpoTuning o t
@@ -248,6 +264,9 @@ let writeMethod (m: Method) : JsonNode =
     | Method.MpopDir (t, target) ->
         writeMpoTuning o t
         o.["target_parameters"] <- JsonValue.Create target
+    | Method.Lora c -> fields (c.ToJson())
+    | Method.Svd c -> fields (c.ToJson())
+    | Method.LastLayers c -> fields (c.ToJson())
     o
 
 // ---- trials -------------------------------------------------------------------------------------------------------

@@ -47,6 +47,23 @@ let tests =
             Expect.equal t.Method Method.Full "full fine-tuning by default"
         }
 
+        test "LoRA, SVD and last layers are methods with their hyper-parameters as data: read, written canonically, read back equal, distinct IDs" {
+            let spec =
+                """{ "trial": { "model": "tiny-bert", "task": "spam" },
+                     "grid": { "product": { "method": [ "full", {"name": "lora", "r": 4, "lora_alpha": 16, "target_modules": ["query", "value"]},
+                                                         {"name": "svd", "budget": 200}, {"name": "last-layers", "layers": 2} ] } } }"""
+            let methods = trials spec |> List.map (fun (_, t) -> t.Method)
+            let lora = Mpo.Tuning.LoraConfig(R = 4, LoraAlpha = 16.0, TargetModules = [| "query"; "value" |])
+            Expect.equal methods [ Method.Full; Method.Lora lora; Method.Svd(Mpo.Tuning.SvdTunerConfig(Budget = 200L))
+                                   Method.LastLayers(Mpo.Tuning.LastLayersConfig(Layers = 2)) ] "read as data"
+            Expect.equal (methods |> List.map (fun m -> m.Name)) [ "full"; "lora"; "svd"; "last-layers" ] "names"
+            for m in methods do
+                Expect.equal (TrialJson.readMethod "method" (TrialJson.writeMethod m)) m $"{m.Name}: canonical form read back"
+            Expect.equal (ids spec |> List.distinct |> List.length) 4 "four trials, four IDs"
+            let written = (TrialJson.writeMethod (Method.Lora lora)).ToJsonString()
+            Expect.stringContains written "\"lora_alpha\":16" "peft's field names"
+        }
+
         test "trial IDs depend on content only: reordered axes and values keep them, spelt-out defaults keep them, a changed value changes only its trials" {
             let reordered =
                 """{ "name": "other-name",
@@ -141,6 +158,14 @@ let tests =
             test "a method that does not exist" {
                 expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\" },\n \"grid\": { \"product\": { \"method\": [\"full\", \"nonesuch\"] } } }"
                     "method.name" (Some 2) "'nonesuch' is not a method (known: full, lfa, mpop, mpop-dir"
+            }
+            test "a baseline's unknown or impossible hyper-parameter, named under method" {
+                expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\",\n \"method\": { \"name\": \"lora\", \"r\": 4, \"lora_alfa\": 8 } } }"
+                    "method.lora_alfa" (Some 2) "unknown field"
+                expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\",\n \"method\": { \"name\": \"svd\", \"rank\": 4, \"budget\": 100 } } }"
+                    "method.budget" (Some 2) "exactly one of rank and budget"
+                expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\",\n \"method\": { \"name\": \"last-layers\", \"layers\": 0 } } }"
+                    "method.layers" (Some 2) "must be at least 1"
             }
             test "a language-modelling task, and a GLUE task without its data" {
                 expectError "{ \"trial\": { \"model\": \"tiny-bert\",\n \"task\": \"lm\" } }" "task" (Some 2) "language modelling"

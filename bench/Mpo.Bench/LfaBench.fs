@@ -1,0 +1,91 @@
+/// Lightweight fine-tuning's training step against full fine-tuning of the same model, with LoRA beside them (issue 9
+/// §8: target LFA ≤ 1.0× full per step; optimizer memory proportional to the trained parameters). One model built
+/// from a configuration with random weights (step cost depends on shapes only), each method applied to a fresh copy
+/// from the same seed, then forward + backward + the project's AdamW over the method's parameter groups on the same
+/// random batch. AdamW keeps two moments per trained parameter and none for frozen ones (MPOP's central tensors,
+/// LoRA's base weights).
+module Mpo.Bench.LfaBench
+
+open System
+open System.Diagnostics
+open System.Text.Json.Nodes
+open TorchSharp
+open Mpo.Models
+open Mpo.Training
+open Mpo.Tuning
+open Mpo.Bench.Report
+
+type Result =
+    { Model: string
+      Method: string
+      Batch: string
+      Trainable: int64
+      Total: int64
+      /// Median of the timed steps, ms.
+      StepMs: float
+      /// Parameters AdamW holds state for, after the first step, and the moments' size (2 × 4 bytes each).
+      OptimizerParameters: int64
+      OptimizerMiB: float
+      BaselineMiB: float
+      PeakMiB: float }
+
+let private config quick =
+    let json =
+        if quick then """{"model_type": "bert", "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}"""
+        else """{"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}"""
+    ModelRegistry.ReadConfig(JsonNode.Parse(json).AsObject(), "bench")
+
+/// The methods: name, and what each does to a fresh model before its optimizer is built (returning its group rules).
+let private methods quick : (string * (PretrainedModel -> ParameterGroupRule list)) list =
+    [ "full", fun _ -> []
+      "MPOP_full+LFA", fun m ->
+          MpoTuner(MpoPresets.Get(if quick then "mpop" else "mpop-bert")).Apply m |> ignore
+          List.ofSeq (MpoTuner.ParameterGroupRules(Nullable 1e-4))
+      "LoRA r=8 (query, value)", fun m ->
+          LoraTuner(LoraConfig(R = 8, LoraAlpha = 16.0)).Apply m |> ignore
+          [] ]
+
+let run (opts: Options) =
+    let batch, sequence, warmup, timed = if opts.Quick then 4, 32, 1, 3 else 8, 128, 2, 5
+    let cfg = config opts.Quick
+    let modelName = if opts.Quick then "BERT, 2 layers × 128 (quick)" else "BERT-base"
+    use g = new torch.Generator(7UL)
+    use ids = torch.randint(0L, int64 cfg.VocabSize, [| int64 batch; int64 sequence |], generator = g)
+    use labels = torch.randint(0L, 2L, [| int64 batch |], generator = g)
+    [ for name, apply in methods opts.Quick do
+        torch.manual_seed 1L |> ignore
+        use model = ModelRegistry.Create(cfg, "BertForSequenceClassification")
+        let rules = apply model
+        model.train ()
+        let count = ParameterCounting.Count model
+        let optimizer = AdamW(ParameterGroups.Build(model, 1e-4, 0.01, rules))
+        let step () =
+            use scope = torch.NewDisposeScope()
+            optimizer.ZeroGrad()
+            let out = model.forward (ModelInputs(ids, Labels = labels))
+            out.Loss.backward ()
+            optimizer.Step()
+        let times, baseline, peak =
+            Memory.peakDuring (fun () ->
+                [| for i in 1 .. warmup + timed ->
+                    let sw = Stopwatch.StartNew()
+                    step ()
+                    i, sw.Elapsed.TotalMilliseconds |]
+                |> Array.filter (fun (i, _) -> i > warmup) |> Array.map snd)
+        // what AdamW actually allocated: its two moments per parameter it has stepped
+        let held = optimizer.State.Values |> Seq.sumBy (fun s -> s.ExpAvg.numel ())
+        optimizer.Dispose()
+        yield { Model = modelName; Method = name; Batch = $"{batch}×{sequence}"; Trainable = count.Trainable; Total = count.Total
+                StepMs = Timing.median times; OptimizerParameters = held; OptimizerMiB = float held * 8.0 / 1048576.0
+                BaselineMiB = baseline; PeakMiB = peak } ]
+
+let markdown (_: bool) (results: Result list) =
+    let n (x: int64) = x.ToString("N0", Globalization.CultureInfo.InvariantCulture)
+    let full = results |> List.tryFind (fun r -> r.Method = "full")
+    table
+        [ "model", Left; "method", Left; "batch", Left; "trainable / all", Right; "step ms", Right; "step / full", Right
+          "AdamW state params", Right; "AdamW state MiB", Right; "RSS before MiB", Right; "peak MiB", Right; "peak − before MiB", Right ]
+        [ for r in results ->
+            [ r.Model; r.Method; r.Batch; $"{n r.Trainable} / {n r.Total}"; ms r.StepMs
+              (match full with Some f -> $"{r.StepMs / f.StepMs:F2}×" | None -> "–")
+              n r.OptimizerParameters; $"{r.OptimizerMiB:F1}"; mib r.BaselineMiB; mib r.PeakMiB; mib (r.PeakMiB - r.BaselineMiB) ] ]
