@@ -106,11 +106,12 @@ let trajectorySeries (before: int64) (squeezing: DimensionSqueezing) (measured: 
         let n = min measured.Count (cuts.Length + 1)
         let cuts = List.truncate (n - 1) cuts
         let metrics = [ for KeyValue(k, _) in measured.[0] -> k ]
-        Map.ofList
+        // (two lists: a `for … ->` in a list expression turns its other items into discarded statements)
+        Map.ofList (
             [ Keys.squeezeParameters, float before :: [ for c in cuts -> float c.Parameters ]
               Keys.squeezeMetric "loss", squeezing.ReferenceLoss :: [ for c in cuts -> c.Loss ]
-              Keys.squeezeMetric "kept", 1.0 :: [ for c in cuts -> if c.Kept then 1.0 else 0.0 ]
-              for m in metrics -> Keys.squeezeMetric ("dev." + m), [ for i in 0 .. n - 1 -> measured.[i].[m] ] ]
+              Keys.squeezeMetric "kept", 1.0 :: [ for c in cuts -> if c.Kept then 1.0 else 0.0 ] ]
+            @ [ for m in metrics -> Keys.squeezeMetric ("dev." + m), [ for i in 0 .. n - 1 -> measured.[i].[m] ] ])
 
 /// The core's squeezing options from a trial's settings (the loss window is the recovery and warm-up length's
 /// minimum; it is unused, since p and p̃ are measured on the dev split).

@@ -33,10 +33,11 @@ let private task (dir: string) =
 /// `mpo finetune tiny-bert` on the separable task with a few short updates; returns the run and its out folder.
 let private finetune (dir: string) (out: string) (args: string list) =
     let out = Path.Combine(dir, out)
+    let args =
+        [ "finetune"; "tiny-bert"; "--task"; "spam"; "--data"; task dir; "--learning-rate"; "1e-3"; "--batch-size"; "4"
+          "--max-length"; "16"; "--train-examples"; "32"; "--out"; out ] @ args
     // generous: a shared machine runs these few updates of tiny-bert in seconds when idle and minutes when loaded
-    let run =
-        mpoWithin 1200 [] dir ([ "finetune"; "tiny-bert"; "--task"; "spam"; "--data"; task dir; "--learning-rate"; "1e-3"; "--batch-size"; "4"
-                   "--max-length"; "16"; "--train-examples"; "32"; "--out"; out ] @ args)
+    let run = mpoWithin 1200 [] dir args
     run, out
 
 let private record (out: string) =
