@@ -219,10 +219,14 @@ type CountArgs =
     | Mpo of preset: string
     | Architecture of hf_class: string
     | Labels of n: int
+    | Moe of kind: string
+    | Experts of n: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Config _ -> "a model's config.json (or a checkpoint folder holding one); no weights are read."
+            | Moe _ -> "make every feed-forward block an MoE layer upcycled from it: mpoe (MPO experts sharing one central tensor), switch (top-1) or moe (top-2), dense experts."
+            | Experts _ -> "experts per MoE layer with --moe (default 8)."
             | Mpo _ -> "decompose MPOP's matrices: a preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration JSON file."
             | Architecture _ -> "HF class to count (default: the family's sequence-classification head; T5ForConditionalGeneration for T5)."
             | Labels _ -> "number of labels of the classification head (default: the config's, else 2)."
