@@ -93,9 +93,23 @@ type FinetuneArgs =
     | Train_Examples of n: int
     | Out of dir: string
     | Runs of dir: string
+    | Method of name: string
+    | Experts of n: int
+    | Top_K of k: int
+    | Capacity_Factor of c: float
+    | Gradient_Mask of p_b: float
+    | Balance_Loss of weight: float
+    | Z_Loss of weight: float
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Method _ -> "full (default), or an MoE method: switch (top-1), moe (top-2) with dense experts, mpoe (MPO experts sharing one central tensor); the FFNs are upcycled."
+            | Experts _ -> "experts per MoE layer (default 8)."
+            | Top_K _ -> "experts per token (default: switch and mpoe 1, moe 2)."
+            | Capacity_Factor _ -> "each expert takes at most ⌈c·k·tokens/n⌉ tokens, the rest are dropped (default: switch, moe 1.25; mpoe no dropping)."
+            | Gradient_Mask _ -> "mpoe: probability p_b that a step's update of the shared central tensors is skipped (default 0; 1 freezes them)."
+            | Balance_Loss _ -> "weight α of the load-balancing loss added to the task loss (default 0.01)."
+            | Z_Loss _ -> "weight β of the router z-loss added to the task loss (default 0.001)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
             | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."

@@ -15,6 +15,27 @@ open Mpo.Experiments.Runs
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Store.ResultStore
 
+/// The method of --method with its flags, read as a spec's method object (one reader, the spec's defaults and checks).
+let methodOf (args: ParseResults<FinetuneArgs>) =
+    let name = args.GetResult(FinetuneArgs.Method, defaultValue = "full")
+    let o = Text.Json.Nodes.JsonObject()
+    o.["name"] <- Text.Json.Nodes.JsonValue.Create name
+    let flag (key: string) (value: Text.Json.Nodes.JsonNode option) =
+        match value with
+        | Some v -> o.[key] <- v
+        | None -> ()
+    let num (x: float) = Text.Json.Nodes.JsonValue.Create x :> Text.Json.Nodes.JsonNode
+    let int (x: int) = Text.Json.Nodes.JsonValue.Create x :> Text.Json.Nodes.JsonNode
+    flag "experts" (args.TryGetResult FinetuneArgs.Experts |> Option.map int)
+    flag "top_k" (args.TryGetResult FinetuneArgs.Top_K |> Option.map int)
+    flag "capacity_factor" (args.TryGetResult FinetuneArgs.Capacity_Factor |> Option.map num)
+    flag "gradient_mask" (args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map num)
+    flag "balance_loss" (args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map num)
+    flag "z_loss" (args.TryGetResult FinetuneArgs.Z_Loss |> Option.map num)
+    if name = "full" && o.Count > 1 then
+        invalidArg "--method" "--experts, --top-k, --capacity-factor, --gradient-mask, --balance-loss and --z-loss are for --method switch|moe|mpoe"
+    TrialJson.readMethod "--method" o
+
 let run (args: ParseResults<FinetuneArgs>) =
     let root = Data.Bundled.root ()
     let models =
@@ -47,9 +68,11 @@ let run (args: ParseResults<FinetuneArgs>) =
             MaxLength = args.GetResult(FinetuneArgs.Max_Length, defaultValue = d.MaxLength)
             MaxSteps = args.TryGetResult FinetuneArgs.Steps |> Option.map int64
             TrainExamples = args.TryGetResult FinetuneArgs.Train_Examples }
+    let method = methodOf args
     // the base trial: the flags' settings; the grid sets model and task
     let baseTrial =
-        Grid.baseOf { Trial.create "" "" with Data = data; Training = training; Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }
+        Grid.baseOf { Trial.create "" "" with Data = data; Training = training; Method = method
+                                              Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }
     baseTrial.Remove "model" |> ignore
     baseTrial.Remove "task" |> ignore
     let trials = Grid.expand baseTrial (Baselines.grid models [ for t in tasks -> t.Name ])
@@ -57,7 +80,9 @@ let run (args: ParseResults<FinetuneArgs>) =
     let out = args.GetResult(FinetuneArgs.Out, defaultValue = Path.Combine(root, "out", "finetune"))
     let runs = args.GetResult(FinetuneArgs.Runs, defaultValue = Path.Combine(out, "runs"))
     // run folders keep their <model>-<task> names (one per pair in this grid)
-    let folders = Map.ofList [ for id, t in trials -> id, Path.Combine(runs, sprintf "%s-%s" (FineTune.modelName (Execute.modelFolder t.Model)) (TextTasks.ByName t.Task).Name) ]
+    let folders =
+        let prefix = match method with Trial.Method.Full -> "" | m -> m.Name + "-"
+        Map.ofList [ for id, t in trials -> id, Path.Combine(runs, sprintf "%s%s-%s" prefix (FineTune.modelName (Execute.modelFolder t.Model)) (TextTasks.ByName t.Task).Name) ]
     let store = Store(Path.Combine(out, "store"), runFolder = fun id -> folders.[id])
     printfn "fine-tuning %d model/task pairs; store %s, run folders under %s" trials.Length store.Folder runs
     let summary = Runner.inProcess "mpo finetune" store trials

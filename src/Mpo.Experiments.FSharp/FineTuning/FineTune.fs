@@ -88,7 +88,10 @@ type Outcome =
       TestInvalid: int
       TestExamples: int
       /// Accuracy of always answering the training split's most frequent class (NaN for regression).
-      MajorityTestAccuracy: float }
+      MajorityTestAccuracy: float
+      /// Method-specific results: extra metrics and series (an MoE method's expert loads).
+      MethodMetrics: (string * float) list
+      Series: Map<string, float list> }
 
 let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
 
@@ -236,8 +239,10 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
     use model = model
     // what the method trains: full fine-tuning trains every parameter as loaded (each method applies itself here)
+    let experts = ExpertMethods.apply method model
     match method with
     | Trial.Method.Full -> ()
+    | Trial.Method.Switch _ | Trial.Method.Moe _ | Trial.Method.Mpoe _ -> ()   // upcycled just above
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
@@ -252,12 +257,15 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = true,
             Seed = Nullable settings.Seed)
     let loss (batch: TokenBatch) =
-        let out = model.forward (batch.ToModelInputs())
-        // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
-        let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
-        LossOutput(out.Loss, tokens)
+        let inputs = batch.ToModelInputs()
+        ExpertMethods.loss experts model inputs (fun () ->
+            let out = model.forward inputs
+            // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
+            let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
+            LossOutput(out.Loss, tokens))
     let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
-    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
+    let callbacks = experts |> Option.map (fun a -> a.Callbacks) |> Option.defaultValue []
+    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, callbacks, progress = progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
@@ -282,4 +290,6 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       Test = (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task testAnswers prepared.Test)
       TestInvalid = testAnswers.Invalid
       TestExamples = prepared.Test.Count
-      MajorityTestAccuracy = majority }
+      MajorityTestAccuracy = majority
+      MethodMetrics = ExpertMethods.metrics experts
+      Series = ExpertMethods.series experts }

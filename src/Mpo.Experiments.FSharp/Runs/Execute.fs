@@ -48,6 +48,7 @@ let private measured (o: FineTune.Outcome) =
           "test_invalid", float o.TestInvalid
           "test_examples", float o.TestExamples
           "majority_test_accuracy", o.MajorityTestAccuracy ]
+        @ o.MethodMetrics
     Map.ofList metrics, Map.ofList [ "head", o.Formulation; "model_name", o.Model ]
 
 /// The code version records carry, once per process.
@@ -58,9 +59,9 @@ let codeVersion = lazy (codeVersionOf (try Bundled.root () with _ -> Directory.G
 let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, string>) (progress: IProgress<TrainingProgress>) =
     let started = DateTimeOffset.Now
     let clock = Stopwatch.StartNew()
-    let record status metrics extra error =
+    let record status metrics series extra error =
         { TrialId = id; Status = status; Trial = TrialJson.writeTrial trial; Seed = trial.Seed; Code = codeVersion.Force()
-          Metrics = metrics; Series = Map.empty
+          Metrics = metrics; Series = series
           Labels = Map.fold (fun acc k v -> Map.add k v acc) extra labels
           WallSeconds = clock.Elapsed.TotalSeconds; StartedAt = started; FinishedAt = DateTimeOffset.Now
           Host = Environment.MachineName; Error = error }
@@ -71,10 +72,10 @@ let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, stri
                 FineTune.run trial.Method (modelFolder trial.Model) task data (FineTune.settingsOf trial.Training trial.Seed) (store.RunFolder id) progress
             let metrics, extra = measured outcome
             // wall_seconds is this attempt's; the metric train_seconds is the run's across resumes (metrics.jsonl)
-            record Finished metrics extra None, None
+            record Finished metrics outcome.Series extra None, None
         with
         | :? OperationCanceledException -> reraise ()
-        | e -> record Failed Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message)), Some e
+        | e -> record Failed Map.empty Map.empty Map.empty (Some(sprintf "%s: %s" (e.GetType().Name) e.Message)), Some e
     match store.Write(fst result) with
     | Written -> result
     | KeptFinished existing -> existing, None
