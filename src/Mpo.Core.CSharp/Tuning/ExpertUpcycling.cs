@@ -59,27 +59,24 @@ public static class ExpertUpcycling
     /// <summary>Replaces the selected blocks of <paramref name="model"/> by upcycled MoE layers (in place).</summary>
     public static IReadOnlyList<ExpertTarget> Apply(PretrainedModel model, MpoTunerConfig config, IProgress<TuningProgress>? progress = null)
     {
+        using var noGrad = no_grad();
+        return Replace(model, config, shapesOnly: false, progress);
+    }
+
+    /// <summary>Swaps in MoE layers of the shapes <see cref="Apply"/> would give, reading no weight (zero MPO cores on
+    /// the model's device; on the meta device nothing is allocated).</summary>
+    public static IReadOnlyList<ExpertTarget> ApplyShapes(PretrainedModel model, MpoTunerConfig config) =>
+        Replace(model, config, shapesOnly: true, null);
+
+    static IReadOnlyList<ExpertTarget> Replace(PretrainedModel model, MpoTunerConfig config, bool shapesOnly, IProgress<TuningProgress>? progress)
+    {
         var moe = config.Moe ?? throw new ArgumentException("the tuner configuration has no moe section", nameof(config));
         var blocks = Select(model, moe);
         var targets = new List<ExpertTarget>();
-        using var noGrad = no_grad();
         for (int i = 0; i < blocks.Count; i++)
         {
             var (path, block) = blocks[i];
-            MoeFeedForward layer;
-            using (var scope = NewDisposeScope())
-            {
-                if (moe.ExpertKind == ExpertKind.Dense)
-                    layer = MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Dense);
-                else
-                {
-                    var fin = FactorizationOf(config, MpoFamilies.FfnIn, block.Input, path + "." + block.InputName);
-                    var fout = FactorizationOf(config, MpoFamilies.FfnOut, block.Output, path + "." + block.OutputName);
-                    layer = MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Mpo, fin, fout,
-                                                   fin is null ? null : config.TruncationFor(MpoFamilies.FfnIn),
-                                                   fout is null ? null : config.TruncationFor(MpoFamilies.FfnOut));
-                }
-            }
+            var layer = Build(block, path, config, moe, shapesOnly);
             Finish(layer, moe);
             ModuleSurgery.Replace(model, path, layer).Dispose();
             targets.Add(new ExpertTarget(path, moe.Kind, moe.Options.Experts));
@@ -88,33 +85,19 @@ public static class ExpertUpcycling
         return targets;
     }
 
-    /// <summary>Swaps in MoE layers of the shapes <see cref="Apply"/> would give, reading no weight (zero MPO cores on
-    /// the model's device; on the meta device nothing is allocated).</summary>
-    public static IReadOnlyList<ExpertTarget> ApplyShapes(PretrainedModel model, MpoTunerConfig config)
+    /// <summary>The MoE layer of one block: upcycled from its weights, or of its shapes only.</summary>
+    static MoeFeedForward Build(IFeedForward block, string path, MpoTunerConfig config, MoeTunerConfig moe, bool shapesOnly)
     {
-        var moe = config.Moe ?? throw new ArgumentException("the tuner configuration has no moe section", nameof(config));
-        var targets = new List<ExpertTarget>();
-        foreach (var (path, block) in Select(model, moe))
-        {
-            MoeFeedForward layer;
-            using (var scope = NewDisposeScope())
-            {
-                if (moe.ExpertKind == ExpertKind.Dense)
-                    layer = MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Dense);
-                else
-                {
-                    var fin = FactorizationOf(config, MpoFamilies.FfnIn, block.Input, path + "." + block.InputName);
-                    var fout = FactorizationOf(config, MpoFamilies.FfnOut, block.Output, path + "." + block.OutputName);
-                    layer = MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Mpo,
-                                                  fin, fin is null ? null : BondsOf(fin, config.TruncationFor(MpoFamilies.FfnIn)),
-                                                  fout, fout is null ? null : BondsOf(fout, config.TruncationFor(MpoFamilies.FfnOut)));
-                }
-            }
-            Finish(layer, moe);
-            ModuleSurgery.Replace(model, path, layer).Dispose();
-            targets.Add(new ExpertTarget(path, moe.Kind, moe.Options.Experts));
-        }
-        return targets;
+        using var scope = NewDisposeScope();
+        if (moe.ExpertKind == ExpertKind.Dense)
+            return shapesOnly ? MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Dense) : MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Dense);
+        var fin = FactorizationOf(config, MpoFamilies.FfnIn, block.Input, path + "." + block.InputName);
+        var fout = FactorizationOf(config, MpoFamilies.FfnOut, block.Output, path + "." + block.OutputName);
+        var tin = fin is null ? null : config.TruncationFor(MpoFamilies.FfnIn);
+        var tout = fout is null ? null : config.TruncationFor(MpoFamilies.FfnOut);
+        return shapesOnly
+            ? MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Mpo, fin, fin is null ? null : BondsOf(fin, tin), fout, fout is null ? null : BondsOf(fout, tout))
+            : MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Mpo, fin, fout, tin, tout);
     }
 
     static int[] BondsOf(MpoFactorization f, TruncationSpec? spec) =>

@@ -28,14 +28,11 @@ let settings (m: Method) =
 /// The tuner configuration of an MoE method: its "moe" section from the settings (read by the core's one parser, so
 /// its checks apply), the experts' cores, nothing else decomposed.
 let tunerConfig (kind: MoeKind) (e: ExpertSettings) =
+    // the spec's method fields are the section's, except p_b (an object there), its mode, and the cores (top level)
     let moe = JsonObject()
+    TrialJson.writeExperts moe e
+    for key in [ "gradient_mask"; "gradient_mask_mode"; "cores" ] do moe.Remove key |> ignore
     moe.["kind"] <- JsonValue.Create(MoeTunerConfig.NameOf kind)
-    moe.["experts"] <- JsonValue.Create e.Experts
-    moe.["top_k"] <- JsonValue.Create e.TopK
-    moe.["capacity_factor"] <- (match e.CapacityFactor with Some c -> JsonValue.Create c :> JsonNode | None -> null)
-    moe.["balance_loss"] <- JsonValue.Create e.BalanceLoss
-    moe.["z_loss"] <- JsonValue.Create e.ZLoss
-    moe.["jitter"] <- JsonValue.Create e.Jitter
     if e.GradientMask > 0.0 then
         let mask = JsonObject()
         mask.["p_b"] <- JsonValue.Create e.GradientMask
