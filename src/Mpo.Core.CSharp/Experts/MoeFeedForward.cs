@@ -1,8 +1,11 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
+using Mpo.Layers;
 using Mpo.Decomposition;
 using Mpo.Models.Blocks;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Mpo.Experts;
@@ -83,23 +86,58 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
     /// <param name="inputFactorization">MPO factors of W_in [out, in]; default the chooser's (MPO experts only).</param>
     /// <param name="outputFactorization">MPO factors of W_out.</param>
     /// <param name="truncation">Bond truncation applied before sharing; default none (MPOE: full rank).</param>
+    /// <param name="outputTruncation">W_out's truncation when it differs from W_in's (default: <paramref name="truncation"/>).</param>
     public static MoeFeedForward Upcycle(IFeedForward ffn, MoeOptions options, ExpertKind kind,
                                          MpoFactorization? inputFactorization = null, MpoFactorization? outputFactorization = null,
-                                         TruncationSpec? truncation = null)
+                                         TruncationSpec? truncation = null, TruncationSpec? outputTruncation = null)
     {
         ArgumentNullException.ThrowIfNull(ffn);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (kind == ExpertKind.Dense && (inputFactorization is not null || outputFactorization is not null || truncation is not null))
+        outputTruncation ??= truncation;
+        if (kind == ExpertKind.Dense && (inputFactorization is not null || outputFactorization is not null || truncation is not null || outputTruncation is not null))
             throw new ArgumentException("factorizations and truncation are for MPO experts; dense experts copy the matrices", nameof(kind));
-        ExpertMatrices Build(nn.Module<Tensor, Tensor> linear, string name, MpoFactorization? f) => kind switch
+        ExpertMatrices Build(nn.Module<Tensor, Tensor> linear, string name, MpoFactorization? f, TruncationSpec? t) => kind switch
         {
             ExpertKind.Dense => DenseExpertMatrices.Upcycle(linear, options.Experts, name),
-            ExpertKind.Mpo => MpoExpertMatrices.Upcycle(linear, options.Experts, name, f, truncation),
+            ExpertKind.Mpo => MpoExpertMatrices.Upcycle(linear, options.Experts, name, f, t),
             _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown expert kind"),
         };
-        var input = Build(ffn.Input, ffn.InputName, inputFactorization);
-        var output = Build(ffn.Output, ffn.OutputName, outputFactorization);
+        return Assemble(ffn, options, kind, Build(ffn.Input, ffn.InputName, inputFactorization, truncation),
+                        Build(ffn.Output, ffn.OutputName, outputFactorization, outputTruncation));
+    }
+
+    /// <summary>
+    /// The MoE layer <see cref="Upcycle"/> would make of <paramref name="ffn"/>, with the right shapes but without
+    /// reading or decomposing its weights (zero MPO cores of the given bonds; dense experts copy whatever the FFN
+    /// holds), on the FFN's device and dtype: to load a checkpoint into, or, on libtorch's meta device, to count
+    /// parameters from a configuration alone.
+    /// </summary>
+    /// <param name="inputBonds">W_in's bonds d_0..d_n (MPO experts; default the factorization's full bonds).</param>
+    public static MoeFeedForward Shapes(IFeedForward ffn, MoeOptions options, ExpertKind kind,
+                                        MpoFactorization? inputFactorization = null, IReadOnlyList<int>? inputBonds = null,
+                                        MpoFactorization? outputFactorization = null, IReadOnlyList<int>? outputBonds = null)
+    {
+        ArgumentNullException.ThrowIfNull(ffn);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (kind == ExpertKind.Dense)
+            return Upcycle(ffn, options, kind);   // copies, no decomposition: as cheap as shapes (free on the meta device)
+        ExpertMatrices Build(nn.Module<Tensor, Tensor> linear, string name, MpoFactorization? f, IReadOnlyList<int>? bonds)
+        {
+            if (linear is MpoLinear) return MpoExpertMatrices.Upcycle(linear, options.Experts, name);   // its cores as they are
+            var (w, b) = LinearWeight.Of(linear, name);
+            var factorization = f ?? FactorizationChooser.Choose((int)w.shape[0], (int)w.shape[1]);
+            using var zero = new MpoLinear(factorization, bonds ?? factorization.FullBonds(), b is not null, w.dtype, w.device);
+            if (w is not Parameter) w.Dispose();
+            return MpoExpertMatrices.Upcycle(zero, options.Experts, name);
+        }
+        return Assemble(ffn, options, kind, Build(ffn.Input, ffn.InputName, inputFactorization, inputBonds),
+                        Build(ffn.Output, ffn.OutputName, outputFactorization, outputBonds));
+    }
+
+    static MoeFeedForward Assemble(IFeedForward ffn, MoeOptions options, ExpertKind kind, ExpertMatrices input, ExpertMatrices output)
+    {
         var reference = kind == ExpertKind.Dense ? input.Weight(0) : ((MpoExpertMatrices)input).Central;
         var router = new Router(input.InFeatures, options.Experts, options.RouterBias, options.JitterNoise, reference.device, reference.dtype);
         var layer = new MoeFeedForward(options, router, ffn.InputName, input, ffn.OutputName, output, ffn.Activation, ffn.InnerDropout, ffn.OutputDropout);

@@ -58,10 +58,21 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         return state_dict().Where(kv => !tied.ContainsKey(kv.Key));
     }
 
+    /// <summary>Key of <c>config.json</c> that records a tuner configuration which changed the model's structure so
+    /// that the family's own keys no longer describe it (MoE layers in place of the FFNs, MPOE §3).</summary>
+    public const string TunerConfigKey = "mpo_tuner";
+
+    /// <summary>The tuner configuration that changed this model's structure (set by <c>MpoTuner.Apply</c> for MoE
+    /// layers), written to <c>config.json</c> under <see cref="TunerConfigKey"/> so that <see cref="Load"/> rebuilds the
+    /// same structure before loading the tensors; null for a plain model.</summary>
+    public System.Text.Json.Nodes.JsonObject? TunerConfig { get; set; }
+
     /// <summary>Saves <c>config.json</c> + safetensors in HF layout (atomically, see <see cref="CheckpointFolder.Save"/>).</summary>
     public void Save(string folder, ScalarType? storage = null, long maxShardBytes = 5L << 30)
     {
-        CheckpointFolder.Save(folder, CheckpointTensors(), Config.ToJson(Architecture), storage, maxShardBytes);
+        var config = Config.ToJson(Architecture);
+        if (TunerConfig is not null) config[TunerConfigKey] = TunerConfig.DeepClone();
+        CheckpointFolder.Save(folder, CheckpointTensors(), config, storage, maxShardBytes);
     }
 
     /// <summary>
@@ -72,6 +83,8 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
     public LoadReport LoadWeights(CheckpointFolder checkpoint)
     {
         string? storedClass = (checkpoint.Config?["architectures"] as System.Text.Json.Nodes.JsonArray)?.FirstOrDefault()?.GetValue<string>();
+        // Experts saved as n and loaded as m would otherwise surface as a long list of missing and unexpected names.
+        Mpo.Experts.ExpertCheckpoints.CheckExpertCounts(this, checkpoint);
         bool sameClass = storedClass is null || storedClass == Architecture;
         var tied = TiedParameters;
         var state = state_dict().Where(kv => !tied.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -142,6 +155,9 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         if (padTokenId is not null) config = config with { PadTokenId = padTokenId };
         architecture ??= ModelRegistry.StoredArchitecture(checkpoint) ?? ModelRegistry.Family(config.ModelType, checkpoint.Path).DefaultArchitecture;
         var model = ModelRegistry.Create(config, architecture);
+        // A structurally tuned checkpoint (MoE layers) records its tuner: rebuild that structure, then load into it.
+        if (checkpoint.Config?[TunerConfigKey] is System.Text.Json.Nodes.JsonObject tuner)
+            Mpo.Tuning.MpoTuner.Restructure(model, tuner, System.IO.Path.Combine(checkpoint.Path, CheckpointFolder.ConfigFile));
         var report = model.LoadWeights(checkpoint);
         if (device is not null) model.to(device);
         model.eval();   // as HF's from_pretrained: dropout stays off until the caller asks for train()

@@ -53,6 +53,7 @@ public sealed class MpoTuner : IStructuralTuner
     public IReadOnlyList<(TargetModule Target, MpoFactorization Factorization)> Select(PretrainedModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (Config.TargetModules is { Count: 0 }) return Array.Empty<(TargetModule, MpoFactorization)>();   // an MoE-only configuration
         return TargetPatterns.Match(model, Config.TargetModules?.ToArray())
             .Select(t => (t, FactorizationOf(t)))
             .ToList();
@@ -61,13 +62,20 @@ public sealed class MpoTuner : IStructuralTuner
     MpoFactorization FactorizationOf(TargetModule target)
     {
         var (rows, cols) = target.MatrixShape;
-        var given = Config.FactorizationsFor(target.Family);
-        if (given.Count == 0) return FactorizationChooser.Choose(rows, cols, Config.Cores);
+        return FactorizationFor(Config, target.Family, rows, cols, target.Path);
+    }
+
+    /// <summary>The factors <paramref name="config"/> gives a [rows, cols] matrix of <paramref name="family"/> at
+    /// <paramref name="path"/>: the first given factorization that fits, else the chooser's with the configured cores.</summary>
+    internal static MpoFactorization FactorizationFor(MpoTunerConfig config, string family, int rows, int cols, string path)
+    {
+        var given = config.FactorizationsFor(family);
+        if (given.Count == 0) return FactorizationChooser.Choose(rows, cols, config.Cores);
         foreach (var shape in given)
             if (shape.Fit(rows, cols) is { } fits) return fits;
         throw new ArgumentException(
-            $"factorizations: {string.Join(", ", given)} given for '{target.Family}' fit no [{rows} x {cols}] matrix, " +
-            $"but module '{target.Path}' is one (row factors must multiply to {rows}, or pad it by less than that; column factors to {cols})",
+            $"factorizations: {string.Join(", ", given)} given for '{family}' fit no [{rows} x {cols}] matrix, " +
+            $"but module '{path}' is one (row factors must multiply to {rows}, or pad it by less than that; column factors to {cols})",
             "factorizations");
     }
 
@@ -115,7 +123,10 @@ public sealed class MpoTuner : IStructuralTuner
             }
             progress?.Report(new TuningProgress(i + 1, selected.Count, target.Path));
         }
-        return new TunedModel(model, Config, targets);
+        if (Config.Moe is null) return new TunedModel(model, Config, targets);
+        var experts = ExpertUpcycling.Apply(model, Config, progress);
+        model.TunerConfig = Config.ToJson();   // config.json of a saved checkpoint rebuilds the MoE layers from it
+        return new TunedModel(model, Config, targets, experts);
     }
 
     /// <summary>Swaps in MPO layers of the shapes <see cref="Apply"/> would give, with zero cores on the model's
@@ -134,6 +145,24 @@ public sealed class MpoTuner : IStructuralTuner
             if (Config.FreezeCentral) layer.FreezeCentral();
             ModuleSurgery.Replace(model, target.Path, layer).Dispose();
         }
+        if (Config.Moe is not null)
+        {
+            ExpertUpcycling.ApplyShapes(model, Config);
+            model.TunerConfig = Config.ToJson();
+        }
+    }
+
+    /// <summary>
+    /// Rebuilds the structure a checkpoint's <c>config.json</c> records under <see cref="PretrainedModel.TunerConfigKey"/>
+    /// (a model with MoE layers, saved as a plain checkpoint folder): the layers are swapped in by shape, and the
+    /// checkpoint's tensors are loaded into them afterwards (<see cref="PretrainedModel.Load"/>). Errors name the file and field.
+    /// </summary>
+    public static void Restructure(PretrainedModel model, System.Text.Json.Nodes.JsonObject tunerConfig, string source)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tunerConfig);
+        var config = MpoTunerConfig.FromJson(tunerConfig, $"{source}: {PretrainedModel.TunerConfigKey}");
+        new MpoTuner(config).ApplyShapes(model);
     }
 
     /// <summary>The matrix an MPO of the module holds ([out, in] for linear maps, Conv1D's transposed view) and its bias.</summary>

@@ -68,6 +68,16 @@ public sealed record MpoTunerConfig
     public IReadOnlyDictionary<string, TruncationSpec> Truncation { get; init; } = new Dictionary<string, TruncationSpec>();
     /// <summary>Freeze every central tensor: only auxiliary tensors and the dense parameters learn (MPOP §4.2, LFA).</summary>
     public bool FreezeCentral { get; init; } = true;
+    /// <summary>Mixture of experts (MPOE, spec §5): the FFN blocks become MoE layers upcycled from the pre-trained
+    /// FFN, after the MPO layers of <see cref="TargetModules"/> are in place; null: none. <see cref="FreezeCentral"/> is
+    /// for those MPO layers; the experts' shared central tensors follow the section's gradient mask (p_b = 1 freezes).</summary>
+    public MoeTunerConfig? Moe { get; init; }
+
+    /// <summary>This configuration with MoE layers as well (its MPO targets unchanged).</summary>
+    public MpoTunerConfig WithMoe(MoeTunerConfig? moe) => this with { Moe = moe };
+
+    /// <summary>A configuration that only makes the FFN blocks MoE layers (no other matrix decomposed).</summary>
+    public static MpoTunerConfig ForMoe(MoeTunerConfig moe) => new() { TargetModules = Array.Empty<string>(), Moe = moe };
 
     /// <summary>The given factorizations for <paramref name="family"/> (its own key, else its group's); empty: choose.</summary>
     public IReadOnlyList<FactorizationShape> FactorizationsFor(string family) =>
@@ -94,7 +104,7 @@ public sealed record MpoTunerConfig
         Require(Cores >= 2, "cores", $"an MPO needs at least 2 cores, got {Cores}");
         if (TargetModules is not null)
         {
-            Require(TargetModules.Count > 0, "target_modules", "is empty; omit it (or null) for every family the model has");
+            Require(TargetModules.Count > 0 || Moe is not null, "target_modules", "is empty; omit it (or null) for every family the model has");
             foreach (var t in TargetModules)
                 Require(MpoFamilies.All.Contains(t), "target_modules", $"unknown family '{t}'; known: {string.Join(", ", MpoFamilies.All)}");
         }
@@ -125,6 +135,7 @@ public sealed record MpoTunerConfig
                 case TruncationSpec.Budget b: Require(b.Parameters >= 1, $"truncation.{key}.budget", $"must be positive, got {b.Parameters}"); break;
             }
         }
+        Moe?.Validate(source);
     }
 
     /// <summary>The configuration as JSON (snake_case keys, as peft writes <c>adapter_config.json</c>).</summary>
@@ -140,7 +151,7 @@ public sealed record MpoTunerConfig
         var truncation = new JsonObject();
         foreach (var (key, spec) in Truncation.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             truncation[key] = SpecToJson(spec);
-        return new JsonObject
+        var json = new JsonObject
         {
             ["peft_type"] = PeftType,
             ["preset"] = Preset,
@@ -150,6 +161,8 @@ public sealed record MpoTunerConfig
             ["truncation"] = truncation,
             ["freeze_central"] = FreezeCentral,
         };
+        if (Moe is not null) json["moe"] = Moe.ToJson();   // absent otherwise: MPOP's adapter files stay as they were
+        return json;
     }
 
     static JsonObject SpecToJson(TruncationSpec spec) => spec switch
@@ -161,7 +174,7 @@ public sealed record MpoTunerConfig
         _ => throw new ArgumentException($"unknown truncation {spec}", nameof(spec)),
     };
 
-    static readonly string[] Fields = { "peft_type", "preset", "cores", "target_modules", "factorizations", "truncation", "freeze_central" };
+    static readonly string[] Fields = { "peft_type", "preset", "cores", "target_modules", "factorizations", "truncation", "freeze_central", "moe" };
 
     /// <summary>
     /// Reads a configuration. With <c>"preset"</c> the preset is the starting point and the other fields present
@@ -248,6 +261,13 @@ public sealed record MpoTunerConfig
                 FreezeCentral = json["freeze_central"] is JsonValue f && f.TryGetValue<bool>(out var freeze) ? freeze
                     : throw new InvalidTunerConfigException(source, "freeze_central", $"expected true or false, got {json["freeze_central"]?.ToJsonString() ?? "null"}"),
             };
+        if (json.ContainsKey("moe"))
+        {
+            var moe = json["moe"] is null ? null : MoeTunerConfig.FromJson(json["moe"], source);
+            // An MoE configuration decomposes no other matrix unless it names target_modules itself (MPOE's runs
+            // replace the FFNs only, spec §5.1).
+            config = config with { Moe = moe, TargetModules = moe is not null && !json.ContainsKey("target_modules") ? Array.Empty<string>() : config.TargetModules };
+        }
         config.Validate(source);
         return config;
     }

@@ -32,8 +32,22 @@ public sealed record MpoLayerCount(string Path, string? Family, MpoFactorization
     public long DenseParameters => (long)Factorization.Rows * Factorization.Cols;
 }
 
-/// <summary>A model's count: its class, trainable and total parameters, and each MPO layer in it.</summary>
-public sealed record ModelCount(string Architecture, string ModelType, ParameterCount Parameters, IReadOnlyList<MpoLayerCount> MpoLayers);
+/// <summary>One MoE layer of a model as counted (MPOE §3.1): its experts, and its parameters by role — the router, the
+/// shared central tensors (stored once per FFN matrix; 0 for dense experts), and what the experts own (auxiliary tensors
+/// and biases, or dense copies).</summary>
+public sealed record ExpertLayerCount(string Path, string Kind, int Experts, long Dense, long Router, long SharedCentral, long PerExpert)
+{
+    /// <summary>Every parameter of the layer.</summary>
+    public long Parameters => Router + SharedCentral + PerExpert;
+}
+
+/// <summary>A model's count: its class, trainable and total parameters, each MPO layer and each MoE layer in it.</summary>
+public sealed record ModelCount(string Architecture, string ModelType, ParameterCount Parameters, IReadOnlyList<MpoLayerCount> MpoLayers,
+                                IReadOnlyList<ExpertLayerCount> ExpertLayers)
+{
+    /// <summary>Parameters of the MoE layers' routers: the papers' totals leave them out (MPOE §3.1, spec §5.4).</summary>
+    public long RouterParameters => ExpertLayers.Sum(l => l.Router);
+}
 
 /// <summary>
 /// A method that changes a model's structure (MPO decomposition, later MPOE's experts): besides applying itself to a
@@ -86,7 +100,25 @@ public static class ParameterCounting
                                          layer.Factorization.ParameterCount(bonds), layer.Factorization.CentralParameterCount(bonds), layer.CentralTrainable);
             })
             .ToList();
-        return new ModelCount(model.Architecture, model.Config.ModelType, Count(model), layers);
+        var experts = model.named_modules()
+            .Where(m => m.module is Experts.MoeFeedForward)
+            .Select(m => Describe(m.name, (Experts.MoeFeedForward)m.module))
+            .ToList();
+        return new ModelCount(model.Architecture, model.Config.ModelType, Count(model), layers, experts);
+    }
+
+    /// <summary>An MoE layer's parameters by role, each tensor once (<see cref="Count"/> over its parts).</summary>
+    static ExpertLayerCount Describe(string path, Experts.MoeFeedForward layer)
+    {
+        long router = Count(layer.router).Total, central = 0, dense = 0;
+        foreach (var m in new[] { layer.Input, layer.Output })
+        {
+            dense += (long)m.InFeatures * m.OutFeatures;
+            if (m is Experts.MpoExpertMatrices mpo) central += mpo.Central.numel();
+        }
+        long all = Count(layer).Total;
+        string kind = layer.Input is Experts.MpoExpertMatrices ? "mpo" : "dense";
+        return new ExpertLayerCount(path, kind, layer.Experts, dense, router, central, all - router - central);
     }
 
     /// <summary>

@@ -18,17 +18,20 @@ public sealed class TunedModel : IDisposable
 {
     bool merged;
 
-    public TunedModel(PretrainedModel model, MpoTunerConfig config, IReadOnlyList<MpoTarget> targets)
+    public TunedModel(PretrainedModel model, MpoTunerConfig config, IReadOnlyList<MpoTarget> targets, IReadOnlyList<ExpertTarget>? experts = null)
     {
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Config = config ?? throw new ArgumentNullException(nameof(config));
         Targets = targets ?? throw new ArgumentNullException(nameof(targets));
+        Experts = experts ?? Array.Empty<ExpertTarget>();
     }
 
     public PretrainedModel Model { get; }
     public MpoTunerConfig Config { get; }
     /// <summary>The decomposed modules, in module order.</summary>
     public IReadOnlyList<MpoTarget> Targets { get; }
+    /// <summary>The feed-forward blocks made MoE layers (the configuration's <c>moe</c> section), in module order.</summary>
+    public IReadOnlyList<ExpertTarget> Experts { get; }
 
     /// <summary>The MPO layer now at a target's path.</summary>
     public MpoLayer Layer(MpoTarget target) =>
@@ -48,6 +51,8 @@ public sealed class TunedModel : IDisposable
     public PretrainedModel Merge()
     {
         if (merged) throw new InvalidOperationException("this tuned model was merged already");
+        if (Experts.Count > 0)
+            throw new InvalidOperationException($"'{Experts[0].Path}' and {Experts.Count - 1} more are MoE layers, which have no dense equivalent to merge into; save the model as it is (its config.json records the experts)");
         using var noGrad = no_grad();
         foreach (var target in Targets)
         {

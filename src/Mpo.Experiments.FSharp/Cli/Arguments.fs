@@ -121,10 +121,16 @@ type FinetuneArgs =
     | Rank of r: int
     | Lora_Alpha of alpha: float
     | Layers of k: int
+    | Experts of n: int
+    | Top_K of k: int
+    | Capacity_Factor of c: float
+    | Gradient_Mask of p_b: float
+    | Balance_Loss of weight: float
+    | Z_Loss of weight: float
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA), lora, svd, last-layers (the baselines); adapter methods write <runs>/<model>-<task>-<method>/adapter/."
+            | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA), lora, svd, last-layers (the baselines), switch (top-1), moe (top-2) with dense experts, mpoe (MPO experts sharing one central tensor; FFNs upcycled); adapter methods write <runs>/<model>-<task>-<method>/adapter/."
             | Mpo _ -> "the MPO methods' tuner: a preset (mpop: default, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration file (JSON)."
             | Mpo_Lr _ -> "learning rate of the MPO cores (MPOP's --mpo_lr; default: the main learning rate)."
             | Loss_Gap _ -> "mpop: Δ, squeezing stops when the dev loss exceeds the loss before squeezing by more than this (default 0.03)."
@@ -136,6 +142,12 @@ type FinetuneArgs =
             | Rank _ -> "lora: r (default 8); svd (required): the rank of every target matrix's two trained factors."
             | Lora_Alpha _ -> "lora: lora_alpha, the update is scaled by alpha / r (default 8)."
             | Layers _ -> "last-layers: how many of the last transformer layers train (default 1; the head always does)."
+            | Experts _ -> "experts per MoE layer (default 8)."
+            | Top_K _ -> "experts per token (default: switch and mpoe 1, moe 2)."
+            | Capacity_Factor _ -> "each expert takes at most ⌈c·k·tokens/n⌉ tokens, the rest are dropped (default: switch, moe 1.25; mpoe no dropping)."
+            | Gradient_Mask _ -> "mpoe: probability p_b that a step's update of the shared central tensors is skipped (default 0; 1 freezes them)."
+            | Balance_Loss _ -> "weight α of the load-balancing loss added to the task loss (default 0.01)."
+            | Z_Loss _ -> "weight β of the router z-loss added to the task loss (default 0.001)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
             | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
             | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
@@ -259,10 +271,14 @@ type CountArgs =
     | Mpo of preset: string
     | Architecture of hf_class: string
     | Labels of n: int
+    | Moe of kind: string
+    | Experts of n: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Config _ -> "a model's config.json (or a checkpoint folder holding one); no weights are read."
+            | Moe _ -> "make every feed-forward block an MoE layer upcycled from it: mpoe (MPO experts sharing one central tensor), switch (top-1) or moe (top-2), dense experts."
+            | Experts _ -> "experts per MoE layer with --moe (default 8)."
             | Mpo _ -> "decompose MPOP's matrices: a preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration JSON file."
             | Architecture _ -> "HF class to count (default: the family's sequence-classification head; T5ForConditionalGeneration for T5)."
             | Labels _ -> "number of labels of the classification head (default: the config's, else 2)."

@@ -17,14 +17,33 @@ let run (args: ParseResults<CountArgs>) =
         | Some n -> read.WithLabels [| for i in 0 .. n - 1 -> $"LABEL_{i}" |]
         | None -> read
     let architecture = args.GetResult(CountArgs.Architecture, defaultValue = ParameterCounting.CountedArchitecture config)
-    // Structural methods, applied in order to the model built on the meta device (an MoE method adds its tuner here).
+    // Structural methods, applied in order to the model built on the meta device: MPO layers, then MoE layers.
+    let moe =
+        match args.TryGetResult CountArgs.Moe, args.TryGetResult CountArgs.Experts with
+        | None, Some _ -> invalidArg "--experts" "--experts needs --moe mpoe|switch|moe"
+        | None, None -> None
+        | Some _, Some n when n < 1 -> invalidArg "--experts" $"--experts must be at least 1, got {n}"
+        | Some kind, n ->
+            let kind =
+                try MoeTunerConfig.KindNamed(kind, "--moe", "--moe")
+                with :? InvalidTunerConfigException -> invalidArg "--moe" $"--moe: '{kind}' is not an MoE method (mpoe, switch, moe)"
+            Some(MoeTunerConfig.Of(kind, defaultArg n 8))
     let tuners: IStructuralTuner list =
-        [ for preset in Option.toList (args.TryGetResult CountArgs.Mpo) -> MpoTuner(MpoTunerConfig.Load preset) ]
+        match args.TryGetResult CountArgs.Mpo, moe with
+        | None, None -> []
+        | Some preset, None -> [ MpoTuner(MpoTunerConfig.Load preset) ]
+        | Some preset, Some moe -> [ MpoTuner((MpoTunerConfig.Load preset).WithMoe moe) ]
+        | None, Some moe -> [ MpoTuner(MpoTunerConfig.ForMoe moe) ]
     let count = ParameterCounting.FromConfig(config, architecture, tuners)
     let labels = if count.Architecture.EndsWith "ForSequenceClassification" then $", {config.NumLabels} labels" else ""
     printfn "model: %s (%s%s) from %s: shapes only, no weights" count.Architecture count.ModelType labels path
     for tuner in tuners do
         match tuner with
+        | :? MpoTuner as mpo when not (isNull mpo.Config.Moe) ->
+            let moe = mpo.Config.Moe
+            printfn "MoE: %s, %d experts per layer, top-%d%s" (MoeTunerConfig.NameOf moe.Kind) moe.Options.Experts moe.Options.TopK
+                (if moe.ExpertKind = Mpo.Experts.ExpertKind.Mpo then sprintf ", MPO experts sharing one central tensor per FFN matrix (%d cores)" mpo.Config.Cores
+                 else ", dense experts")
         | :? MpoTuner as mpo ->
             printfn "MPO: %s, %d cores, central tensors %s" (mpo.Config.Preset |> Option.ofObj |> Option.defaultValue (args.GetResult CountArgs.Mpo))
                 mpo.Config.Cores (if mpo.Config.FreezeCentral then "frozen (lightweight fine-tuning)" else "trained")

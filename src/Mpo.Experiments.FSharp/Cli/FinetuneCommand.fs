@@ -41,7 +41,12 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
     only [ "lora"; "svd" ] [ "--rank", args.Contains FinetuneArgs.Rank ]
     only [ "lora" ] [ "--lora-alpha", args.Contains FinetuneArgs.Lora_Alpha ]
     only [ "last-layers" ] [ "--layers", args.Contains FinetuneArgs.Layers ]
-    // the baselines' flags read as a spec's method object (one reader: their configurations' defaults and checks)
+    let experts = [ "switch"; "moe"; "mpoe" ]
+    only experts [ "--experts", args.Contains FinetuneArgs.Experts; "--top-k", args.Contains FinetuneArgs.Top_K
+                   "--capacity-factor", args.Contains FinetuneArgs.Capacity_Factor; "--balance-loss", args.Contains FinetuneArgs.Balance_Loss
+                   "--z-loss", args.Contains FinetuneArgs.Z_Loss ]
+    only [ "mpoe" ] [ "--gradient-mask", args.Contains FinetuneArgs.Gradient_Mask ]
+    // the baselines' and MoE methods' flags read as a spec's method object (one reader: their configurations' defaults and checks)
     let baseline (fields: (string * Text.Json.Nodes.JsonNode option) list) =
         let o = Text.Json.Nodes.JsonObject()
         o.["name"] <- Text.Json.Nodes.JsonValue.Create name
@@ -61,6 +66,13 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
         if not (args.Contains FinetuneArgs.Rank) then invalidArg "rank" "--method svd needs --rank R (the rank of each target matrix's factors)"
         baseline [ "rank", args.TryGetResult FinetuneArgs.Rank |> Option.map node ]
     | "last-layers" -> baseline [ "layers", args.TryGetResult FinetuneArgs.Layers |> Option.map node ]
+    | "switch" | "moe" | "mpoe" ->
+        baseline [ "experts", args.TryGetResult FinetuneArgs.Experts |> Option.map node
+                   "top_k", args.TryGetResult FinetuneArgs.Top_K |> Option.map node
+                   "capacity_factor", args.TryGetResult FinetuneArgs.Capacity_Factor |> Option.map node
+                   "gradient_mask", args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map node
+                   "balance_loss", args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map node
+                   "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node ]
     | other -> invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" other (String.Join(", ", TrialJson.methodNames)))
 
 /// A run's folder: `<model>-<task>` for full fine-tuning (as before methods existed), `<model>-<task>-<method>` otherwise.

@@ -259,6 +259,8 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
     let measure () = devLoss (), evaluate ()
     // what the method does to the model, what it gives the trainer and what it keeps (one function per method)
     let ctx: Methods.Context = { Model = model; ModelFolder = modelFolder; RunFolder = runFolder; NewlyInitialized = loaded.NewlyInitialized; Measure = measure }
+    // the MoE methods upcycle the FFNs here (their routing losses join the loss below, their loads the record)
+    let experts = ExpertMethods.apply method model
     let applied =
         match method with
         | Trial.Method.Full -> Methods.full ()
@@ -268,6 +270,7 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | Trial.Method.Lora c -> LowRankMethods.lora c ctx
         | Trial.Method.Svd c -> LowRankMethods.svd c ctx
         | Trial.Method.LastLayers c -> LowRankMethods.lastLayers c ctx
+        | Trial.Method.Switch _ | Trial.Method.Moe _ | Trial.Method.Mpoe _ -> Methods.full ()   // upcycled just above
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
@@ -282,11 +285,14 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = applied.LoadBestAtEnd,
             ParameterGroups = ResizeArray applied.ParameterGroups, Seed = Nullable settings.Seed)
     let loss (batch: TokenBatch) =
-        let out = model.forward (batch.ToModelInputs())
-        // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
-        let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
-        LossOutput(out.Loss, tokens)
-    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, applied.Callbacks, progress)
+        let inputs = batch.ToModelInputs()
+        ExpertMethods.loss experts model inputs (fun () ->
+            let out = model.forward inputs
+            // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
+            let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
+            LossOutput(out.Loss, tokens))
+    let callbacks = applied.Callbacks @ (experts |> Option.map (fun a -> a.Callbacks) |> Option.defaultValue [])
+    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, callbacks, progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
@@ -314,5 +320,5 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       TestInvalid = testAnswers.Invalid
       TestExamples = prepared.Test.Count
       MajorityTestAccuracy = majority
-      Series = series
-      MethodMetrics = methodMetrics }
+      Series = Map.fold (fun acc k v -> Map.add k v acc) series (ExpertMethods.series experts)
+      MethodMetrics = Map.fold (fun acc k v -> Map.add k v acc) methodMetrics (Map.ofList (ExpertMethods.metrics experts)) }

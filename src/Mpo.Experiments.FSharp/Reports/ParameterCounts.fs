@@ -27,7 +27,28 @@ let table (count: ModelCount) =
         (rows @ [ [ "all MPO layers"; string all.Length; ""; ""; ""; total (fun l -> l.DenseParameters); total (fun l -> l.Parameters)
                     total (fun l -> l.CentralParameters); total (fun l -> l.Parameters - l.CentralParameters) ] ])
 
-/// The whole report: the table when there are MPO layers, then peft's line.
+/// One row per kind of MoE layer (dense or MPO experts, how many): layers, the dense FFN they replaced, routers,
+/// shared central tensors, what the experts own, all summed; then the totals. The papers' totals leave the routers out.
+let expertTable (count: ModelCount) =
+    let all = List.ofSeq count.ExpertLayers
+    let sum (layers: ExpertLayerCount list) f = Tables.int64s (layers |> List.sumBy f)
+    let row name (layers: ExpertLayerCount list) =
+        [ name; string layers.Length
+          sum layers (fun l -> l.Dense); sum layers (fun l -> l.Router); sum layers (fun l -> l.SharedCentral)
+          sum layers (fun l -> l.PerExpert); sum layers (fun l -> l.Parameters) ]
+    let rows =
+        [ for (kind, experts), layers in all |> List.groupBy (fun l -> l.Kind, l.Experts) ->
+            row $"{kind} experts × {experts}" layers ]
+    Tables.markdown [ "MoE layers"; "layers"; "dense FFN"; "routers"; "shared central"; "experts' own"; "MoE total" ]
+        (rows @ (if rows.Length > 1 then [ row "all MoE layers" all ] else []))
+
+/// The whole report: the tables of MPO and MoE layers when there are any, then peft's line (with MoE layers, the total
+/// without the routers first, as the papers count).
 let text (count: ModelCount) =
-    if count.MpoLayers.Count = 0 then string count.Parameters
-    else table count + "\n\n" + string count.Parameters
+    let parts =
+        [ if count.MpoLayers.Count > 0 then table count
+          if count.ExpertLayers.Count > 0 then
+              expertTable count
+              + sprintf "\n\nwithout routers: %s parameters; routers: %s" (Tables.int64s (count.Parameters.Total - count.RouterParameters))
+                        (Tables.int64s count.RouterParameters) ]
+    String.Join("\n\n", parts @ [ string count.Parameters ])

@@ -29,6 +29,37 @@ type SqueezeSettings =
       MaxCuts: int option
       /// Families whose central bonds may be cut (None: every decomposed module).
       Families: string list option }
+/// The hyper-parameters of an MoE method (MPOE §3, spec §5.2–5.3), every one resolved (defaults: the method's
+/// preset, Mpo.Tuning.MoeTunerConfig.Preset): the FFN of every block becomes an MoE layer upcycled from it.
+type ExpertSettings =
+    { Experts: int
+      TopK: int
+      /// Each expert takes at most ⌈c·k·tokens/n⌉ tokens; None: no dropping.
+      CapacityFactor: float option
+      /// α of the load-balancing loss and β of the router z-loss, added to the task loss.
+      BalanceLoss: float
+      ZLoss: float
+      /// Router input jitter ε (multiplicative, training only).
+      Jitter: float
+      /// p_b of the gradient mask on the shared central tensors (MPOE only; 0: none, 1: frozen).
+      GradientMask: float
+      /// "skip_step", "mask_update" or "mask_gradient" (Mpo.Experts.GradientMaskMode).
+      GradientMaskMode: string
+      /// Cores of the MPO experts' decomposition (MPOE Table 4's m).
+      Cores: int }
+
+/// An MoE method's defaults with n experts: its preset's routing and losses, no gradient mask, 5 cores.
+let expertDefaults (kind: Mpo.Tuning.MoeKind) (experts: int) =
+    let o = Mpo.Tuning.MoeTunerConfig.Preset(kind, experts)
+    { Experts = experts
+      TopK = o.TopK
+      CapacityFactor = (if Double.IsPositiveInfinity o.CapacityFactor then None else Some o.CapacityFactor)
+      BalanceLoss = o.BalanceLossCoefficient
+      ZLoss = o.ZLossCoefficient
+      Jitter = o.JitterNoise
+      GradientMask = 0.0
+      GradientMaskMode = "skip_step"
+      Cores = 5 }
 
 /// What a trial trains and how.
 [<RequireQualifiedAccess>]
@@ -49,6 +80,12 @@ type Method =
     | Svd of Mpo.Tuning.SvdTunerConfig
     /// Only the last k transformer layers (+ top, head, and embeddings as MPOP Table 5 counts them) train.
     | LastLayers of Mpo.Tuning.LastLayersConfig
+    /// "+Switch" (MPOE Table 1): top-1, dense experts upcycled from the FFN; everything trained.
+    | Switch of ExpertSettings
+    /// "+MoE": Shazeer-style top-2, dense experts.
+    | Moe of ExpertSettings
+    /// MPOE: MPO experts sharing one central tensor per FFN matrix, with the gradient mask.
+    | Mpoe of ExpertSettings
 
     /// The method's name in specs, IDs and tables.
     member m.Name =
@@ -60,6 +97,9 @@ type Method =
         | Lora _ -> "lora"
         | Svd _ -> "svd"
         | LastLayers _ -> "last-layers"
+        | Switch _ -> "switch"
+        | Moe _ -> "moe"
+        | Mpoe _ -> "mpoe"
 
 /// The MPO tuning a method starts from when a spec names none: the chooser's factors for any model (preset mpop).
 let defaultMpoTuning = { Tuner = "mpop"; MpoLearningRate = None }
@@ -127,6 +167,8 @@ let methodProblems (m: Method) =
     | Method.Full -> []
     // the baselines' configurations check themselves when read (their C# FromJson names the field)
     | Method.Lora _ | Method.Svd _ | Method.LastLayers _ -> []
+    // the MoE methods' settings need the trial's batch shape: expertProblems
+    | Method.Switch _ | Method.Moe _ | Method.Mpoe _ -> []
     | Method.Lfa m -> tuning m
     | Method.Mpop (m, s) ->
         tuning m
@@ -145,10 +187,36 @@ let methodProblems (m: Method) =
     | Method.MpopDir (m, target) ->
         tuning m @ [ if target < 1L then "method.target_parameters", sprintf "must be at least 1, got %d" target ]
 
+/// What is wrong with an MoE method's settings in a trial (method.* fields).
+let expertProblems (t: Trial) =
+    match t.Method with
+    | Method.Switch e | Method.Moe e | Method.Mpoe e ->
+        [ if e.Experts < 1 then "method.experts", sprintf "must be at least 1, got %d" e.Experts
+          if e.TopK < 1 || e.TopK > e.Experts then "method.top_k", sprintf "must be between 1 and the %d experts, got %d" e.Experts e.TopK
+          match e.CapacityFactor with
+          | Some c when not (c > 0.0) -> "method.capacity_factor", sprintf "must be positive (null for no dropping), got %g" c
+          | _ -> ()
+          // every expert must be reachable in a step: a batch routes at most batch_size × max_length × top_k choices
+          let choices = int64 t.Training.BatchSize * int64 t.Training.MaxLength * int64 e.TopK
+          if int64 e.Experts > choices then
+              "method.experts", sprintf "%d experts, but a batch routes at most %d choices (training.batch_size %d × training.max_length %d × top_k %d): some experts could never be trained"
+                                    e.Experts choices t.Training.BatchSize t.Training.MaxLength e.TopK
+          if not (e.BalanceLoss >= 0.0 && Double.IsFinite e.BalanceLoss) then "method.balance_loss", sprintf "must be non-negative, got %g" e.BalanceLoss
+          if not (e.ZLoss >= 0.0 && Double.IsFinite e.ZLoss) then "method.z_loss", sprintf "must be non-negative, got %g" e.ZLoss
+          if not (e.Jitter >= 0.0 && e.Jitter < 1.0) then "method.jitter", sprintf "must be in [0, 1), got %g" e.Jitter
+          if not (e.GradientMask >= 0.0 && e.GradientMask <= 1.0) then "method.gradient_mask", sprintf "p_b must be in [0, 1], got %g" e.GradientMask
+          if e.GradientMask > 0.0 && t.Method.Name <> "mpoe" then
+              "method.gradient_mask", sprintf "masks the shared central tensors of MPO experts; %s has dense experts" t.Method.Name
+          if not (List.contains e.GradientMaskMode [ "skip_step"; "mask_update"; "mask_gradient" ]) then
+              "method.gradient_mask_mode", sprintf "'%s' is not one of skip_step, mask_update, mask_gradient" e.GradientMaskMode
+          if e.Cores < 2 then "method.cores", sprintf "an MPO needs at least 2 cores, got %d" e.Cores ]
+    | _ -> []
+
 /// What is wrong with a trial as (field path, message) pairs; empty when it can run. Paths are the spec's
 /// ("training.learning_rate.peak"), so errors name the field as the user wrote it.
 let problems (t: Trial) =
     let tr = t.Training
+    expertProblems t @
     [ if String.IsNullOrWhiteSpace t.Model then "model", "must name a bundled model or a checkpoint folder"
       let task =
           try Some(TextTasks.ByName t.Task)

@@ -168,7 +168,38 @@ let writeTruncation (t: Truncation) : JsonNode =
 /// Every method's name, for messages.
 let methodNames =
     [ Method.Full.Name; (Method.Lfa defaultMpoTuning).Name; (Method.Mpop(defaultMpoTuning, defaultSqueeze)).Name
-      (Method.MpopDir(defaultMpoTuning, 1L)).Name; "lora"; "svd"; "last-layers" ]
+      (Method.MpopDir(defaultMpoTuning, 1L)).Name; "lora"; "svd"; "last-layers"; "switch"; "moe"; "mpoe" ]
+
+/// The fields of an MoE method (ExpertSettings), as specs write them.
+let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores" ]
+
+/// `{"name": "mpoe", "experts": 8, "gradient_mask": 0.5, ...}`: absent fields take the method's preset (with its
+/// experts); `"capacity_factor": null` is no dropping.
+let readExperts (path: string) (kind: Mpo.Tuning.MoeKind) (o: JsonObject) =
+    let o = expectObject path expertFields o
+    let experts = optional o "experts" |> Option.map (readInt (join path "experts")) |> Option.defaultValue 8
+    let d = expertDefaults kind experts
+    let get key read fallback = optional o key |> Option.map (read (join path key)) |> Option.defaultValue fallback
+    { Experts = experts
+      TopK = get "top_k" readInt d.TopK
+      CapacityFactor = (if o.ContainsKey "capacity_factor" then optional o "capacity_factor" |> Option.map (readFloat (join path "capacity_factor")) else d.CapacityFactor)
+      BalanceLoss = get "balance_loss" readFloat d.BalanceLoss
+      ZLoss = get "z_loss" readFloat d.ZLoss
+      Jitter = get "jitter" readFloat d.Jitter
+      GradientMask = get "gradient_mask" readFloat d.GradientMask
+      GradientMaskMode = get "gradient_mask_mode" readString d.GradientMaskMode
+      Cores = get "cores" readInt d.Cores }
+
+let writeExperts (o: JsonObject) (e: ExpertSettings) =
+    o.["experts"] <- JsonValue.Create e.Experts
+    o.["top_k"] <- JsonValue.Create e.TopK
+    o.["capacity_factor"] <- (match e.CapacityFactor with Some c -> JsonValue.Create c :> JsonNode | None -> null)
+    o.["balance_loss"] <- JsonValue.Create e.BalanceLoss
+    o.["z_loss"] <- JsonValue.Create e.ZLoss
+    o.["jitter"] <- JsonValue.Create e.Jitter
+    o.["gradient_mask"] <- JsonValue.Create e.GradientMask
+    o.["gradient_mask_mode"] <- JsonValue.Create e.GradientMaskMode
+    o.["cores"] <- JsonValue.Create e.Cores
 
 /// A baseline's hyper-parameters, read by its C# configuration (the field names of its adapter_config.json); a
 /// problem names the field under the method's path.
@@ -246,6 +277,9 @@ let readMethod (path: string) (node: JsonNode) =
     | "lora" -> Method.Lora(tunerMethod path o (fun j s -> Mpo.Tuning.LoraConfig.FromJson(j, s)))
     | "svd" -> Method.Svd(tunerMethod path o (fun j s -> Mpo.Tuning.SvdTunerConfig.FromJson(j, s)))
     | "last-layers" -> Method.LastLayers(tunerMethod path o (fun j s -> Mpo.Tuning.LastLayersConfig.FromJson(j, s)))
+    | "switch" -> Method.Switch(readExperts path Mpo.Tuning.MoeKind.Switch o)
+    | "moe" -> Method.Moe(readExperts path Mpo.Tuning.MoeKind.Moe o)
+    | "mpoe" -> Method.Mpoe(readExperts path Mpo.Tuning.MoeKind.Mpoe o)
     | other -> fail (join path "name") (sprintf "'%s' is not a method (known: %s)" other (String.Join(", ", methodNames)))
 
 let writeMethod (m: Method) : JsonNode =
@@ -267,6 +301,7 @@ let writeMethod (m: Method) : JsonNode =
     | Method.Lora c -> fields (c.ToJson())
     | Method.Svd c -> fields (c.ToJson())
     | Method.LastLayers c -> fields (c.ToJson())
+    | Method.Switch e | Method.Moe e | Method.Mpoe e -> writeExperts o e
     o
 
 // ---- trials -------------------------------------------------------------------------------------------------------

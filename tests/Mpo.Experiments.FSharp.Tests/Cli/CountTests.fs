@@ -23,6 +23,17 @@ let tests =
             let wnli = mpo "." [ "count"; "--config"; albert; "--mpo"; repoFile "data/configs/mpop/albert-code-wnli.json" ]
             Expect.equal (lastLine wnli.Out) "trainable params: 552,147 || all params: 2,484,331 || trainable%: 22.2252" "WNLI caps" }
 
+        test "MPOE's T5-base totals from the configuration alone: MPOE n = 4, 8, 16 and dense 8-expert Switch, routers apart" {
+            let t5 = repoFile "data/configs/models/t5-base.json"
+            for kind, n, total, routers in [ "mpoe", 4, "258,369,792", "73,824"; "mpoe", 8, "293,836,032", "147,648"; "mpoe", 16, "364,768,512", "295,296"
+                                             "switch", 8, "1,015,627,008", "147,456"; "moe", 8, "1,015,627,008", "147,456" ] do
+                let run = mpo "." [ "count"; "--config"; t5; "--moe"; kind; "--experts"; string n ]
+                Expect.equal run.Code 0 run.Err
+                Expect.stringContains run.Out $"without routers: {total} parameters; routers: {routers}" $"{kind} n = {n}"
+            let table = mpo "." [ "count"; "--config"; t5; "--moe"; "mpoe"; "--experts"; "8" ]
+            Expect.stringContains table.Out "| mpo experts × 8 |     24 | 113,246,208 | 147,648 |    113,246,208 |   70,932,480 | 184,326,336 |" "per-role table"
+            Expect.equal (lastLine table.Out) "trainable params: 293,983,680 || all params: 293,983,680 || trainable%: 100.0000" "peft's line counts the routers" }
+
         testList "bad input: exit code 2, naming the file, field or argument" [
             let case name (args: string -> string list) (fragment: string -> string) =
                 test name {
@@ -38,5 +49,8 @@ let tests =
                 [ "--config"; albert; "--mpo"; Path.Combine(d, "t.json") ]) (fun d -> "'truncaton'")
             case "factors that fit no module" (fun _ -> [ "--config"; albert; "--mpo"; "mpop-bert" ]) (fun _ -> "albert.embeddings.word_embeddings")
             case "zero labels" (fun _ -> [ "--config"; albert; "--labels"; "0" ]) (fun _ -> "--labels")
+            case "an unknown MoE method" (fun _ -> [ "--config"; albert; "--moe"; "mixtral" ]) (fun _ -> "--moe")
+            case "--experts without --moe" (fun _ -> [ "--config"; albert; "--experts"; "4" ]) (fun _ -> "--experts")
+            case "zero experts" (fun _ -> [ "--config"; albert; "--moe"; "mpoe"; "--experts"; "0" ]) (fun _ -> "--experts")
         ]
     ]

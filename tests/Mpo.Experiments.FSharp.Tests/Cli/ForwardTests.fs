@@ -1,6 +1,7 @@
 /// `mpo forward` against the reference fixtures of tools/reference/models (independent PyTorch implementations).
 module Mpo.Experiments.Tests.ForwardTests
 
+open System
 open System.Collections.Generic
 open System.IO
 open Expecto
@@ -39,6 +40,23 @@ let tests =
         forwardCase "T5ForConditionalGeneration" [ "input_ids"; "attention_mask"; "decoder_input_ids" ] "f32.logits"
         forwardCase "BertForSequenceClassification" [ "input_ids"; "attention_mask"; "token_type_ids" ] "logits_f32"
         forwardCase "AlbertForMaskedLM" [ "input_ids"; "attention_mask"; "token_type_ids" ] "logits_f32"
+        test "an MPOE checkpoint (T5, experts in every FFN) runs through mpo forward: the logits of the model that saved it" {
+            inTempDir (fun dir ->
+                let struct (model, _) = Mpo.Models.PretrainedModel.Load(fixture "T5ForConditionalGeneration")
+                let config = Mpo.Tuning.MpoTunerConfig.FromJson(Text.Json.Nodes.JsonNode.Parse("""{"moe": {"kind": "mpoe", "experts": 4}}""").AsObject(), "test")
+                use tuned = Mpo.Tuning.MpoTuner(config).Apply(model)
+                let saved = Path.Combine(dir, "mpoe")
+                model.Save saved
+                let ids, io = writeInputs dir "T5ForConditionalGeneration" [ "input_ids"; "attention_mask"; "decoder_input_ids" ]
+                let expected =
+                    use _ = torch.no_grad ()
+                    model.forward(Mpo.Models.ModelInputs(io.["input_ids"], AttentionMask = io.["attention_mask"], DecoderInputIds = io.["decoder_input_ids"])).Logits
+                let run = mpo dir [ "forward"; "--model"; saved; "--input"; ids; "--out"; "out.safetensors" ]
+                Expect.equal run.Code 0 $"success; stderr: {run.Err}"
+                let out = SafeTensors.LoadAll(Path.Combine(dir, "out.safetensors"))
+                Expect.isLessThan (relativeError out.["logits"] expected) 1e-6 "the saved model's logits"
+                Expect.isLessThan (relativeError out.["logits"] io.["f32.logits"]) 1e-4 "upcycled: still the dense model's (to MPO round-off)")
+        }
         test "an unknown input tensor is refused, naming it and the accepted names" {
             inTempDir (fun dir ->
                 let ids, _ = writeInputs dir "GPT2LMHeadModel" [ "input_ids"; "labels" ]

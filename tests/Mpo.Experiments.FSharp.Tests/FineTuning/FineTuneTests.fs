@@ -109,6 +109,37 @@ let tests =
                     Expect.stringContains (File.ReadAllText(Path.Combine(out, "README.md"))) "pearson" "the table shows STS-B's metrics")
             })
 
+        // MPOE end to end on T5 (experts in the encoder and decoder FFNs): the routing losses go into the loss and
+        // metrics.jsonl, the gradient mask runs, the record carries the expert loads per layer and the MoE metrics.
+        yield test "mpo finetune --method mpoe: T5 with MPO experts trains, logs its routing losses and stores expert loads per layer" {
+            inTempDir (fun dir ->
+                let r, out =
+                    finetuneOn dir writeSeparableTask "tiny-t5"
+                        [ "--task"; "spam"; "--method"; "mpoe"; "--experts"; "4"; "--gradient-mask"; "0.5"; "--balance-loss"; "0.02"
+                          "--steps"; "4"; "--epochs"; "1"; "--max-length"; "16"; "--train-examples"; "32" ]
+                let plain = Mpo.Tuning.ParameterCounting.FromConfig(Mpo.Models.ModelRegistry.ReadConfigFile(repoFile "models/tiny-t5"), "T5ForConditionalGeneration")
+                Expect.isGreaterThan (number r [ "parameters" ]) (float plain.Parameters.Total) "experts add parameters"
+                let runs = Directory.GetDirectories(Path.Combine(out, "runs")) |> Array.map Path.GetFileName
+                Expect.equal runs [| "mpoe-tiny-t5-spam" |] "the run folder names the method"
+                let metrics = File.ReadAllText(Path.Combine(out, "runs", "mpoe-tiny-t5-spam", "metrics.jsonl"))
+                Expect.stringContains metrics "moe_balance_loss" "routing losses logged with the metrics"
+                let record = Directory.GetFiles(Path.Combine(out, "store", "trials"), "*.json") |> Array.exactlyOne
+                use doc = JsonDocument.Parse(File.ReadAllText record)
+                let root = doc.RootElement
+                Expect.equal (root.GetProperty("metrics").GetProperty("moe.experts").GetDouble()) 4.0 "experts"
+                Expect.isGreaterThan (root.GetProperty("metrics").GetProperty("moe.router_parameters").GetDouble()) 0.0 "routers counted apart"
+                let series = [ for p in root.GetProperty("series").EnumerateObject() -> p.Name, [ for v in p.Value.EnumerateArray() -> v.GetDouble() ] ]
+                let loads = series |> List.filter (fun (n, _) -> n.StartsWith "expert_load/")
+                Expect.isTrue (loads |> List.exists (fun (n, _) -> n.Contains "decoder.")) "decoder layers report loads"
+                Expect.isTrue (loads |> List.exists (fun (n, _) -> n.Contains "encoder.")) "encoder layers report loads"
+                for n, load in loads do
+                    Expect.equal load.Length 4 $"{n}: one share per expert"
+                    Expect.floatClose Accuracy.medium (List.sum load) 1.0 $"{n}: shares of the kept tokens"
+                let dropped = series |> List.filter (fun (n, _) -> n.StartsWith "expert_dropped/")
+                Expect.equal dropped.Length loads.Length "dropped tokens per layer"
+                Expect.isTrue (dropped |> List.forall (fun (_, d) -> d.[0] = 0.0 && d.[1] > 0.0)) "MPOE drops nothing; real tokens counted")
+        }
+
         yield test "bad input: unknown model, a language-modelling task, a task without data, unlabelled dev split" {
             inTempDir (fun dir ->
                 let bad args fragment =
@@ -118,6 +149,9 @@ let tests =
                 bad [ "tiny-nothing" ] "'tiny-nothing' is neither a bundled model"
                 bad [ "tiny-bert"; "--task"; "lm" ] "language modelling"
                 bad [ "tiny-bert"; "--task"; "RTE" ] "give its folder with --data"
+                bad [ "tiny-bert"; "--task"; "spam"; "--experts"; "4" ] "--method switch|moe|mpoe"
+                bad [ "tiny-bert"; "--task"; "spam"; "--method"; "mixtral" ] "'mixtral' is not a method"
+                bad [ "tiny-bert"; "--task"; "spam"; "--method"; "switch"; "--experts"; "4"; "--top-k"; "5" ] "method.top_k"
                 let data = Path.Combine(dir, "rte")
                 Directory.CreateDirectory data |> ignore
                 let ex i = TextExample(string i, "a", "b", Nullable (i % 2), Nullable())

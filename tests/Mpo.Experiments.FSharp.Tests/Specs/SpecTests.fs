@@ -96,6 +96,24 @@ let tests =
             Expect.equal got [ 1e-4, 1, 42L, 16; 2e-4, 2, 42L, 8 ] "two trials"
         }
 
+        test "MoE methods are data: the preset's values spelt out keep the ID, a grid sweeps experts and p_b" {
+            let spec (m: string) = sprintf """{ "trial": { "model": "tiny-t5", "task": "spam", "method": %s },
+                                                "grid": { "product": { "method.experts": [4, 8], "method.gradient_mask": [0, 0.5] } } }""" m
+            let short = trials (spec "\"mpoe\"")
+            Expect.equal short.Length 4 "2 × 2"
+            let spelt = spec """{ "name": "mpoe", "top_k": 1, "capacity_factor": null, "balance_loss": 0.01, "z_loss": 0.001, "jitter": 0, "gradient_mask_mode": "skip_step", "cores": 5 }"""
+            Expect.equal (ids spelt) (List.map fst short) "defaults written out: the same IDs"
+            let methods = short |> List.map (fun (_, t) -> t.Method)
+            Expect.contains methods (Method.Mpoe { expertDefaults Mpo.Tuning.MoeKind.Mpoe 8 with GradientMask = 0.5 }) "experts 8, p_b 0.5"
+            Expect.stringStarts (fst short.Head) "mpoe-tiny-t5-spam-" "readable prefix"
+            let switch = trials ((spec "{ \"name\": \"switch\" }").Replace("\"method.gradient_mask\": [0, 0.5]", "\"seed\": [1]")) |> List.map snd
+            Expect.equal (switch |> List.map (fun t -> t.Method)) [ for n in [ 4; 8 ] -> Method.Switch(expertDefaults Mpo.Tuning.MoeKind.Switch n) ] "Switch's preset: top-1, capacity 1.25"
+            Expect.equal (expertDefaults Mpo.Tuning.MoeKind.Switch 8).CapacityFactor (Some 1.25) "Switch drops above 1.25"
+            Expect.equal (expertDefaults Mpo.Tuning.MoeKind.Moe 8).TopK 2 "MoE is top-2"
+            let back = TrialJson.readMethod "method" (TrialJson.writeMethod (snd short.Head).Method)
+            Expect.equal back (snd short.Head).Method "method JSON round-trips"
+        }
+
         test "the F# grid API expands like the JSON one" {
             let grid =
                 Grid.product [ Grid.models [ "tiny-bert"; "tiny-gpt2" ]; Grid.seeds [ 1L; 2L ] ]
@@ -174,6 +192,14 @@ let tests =
             test "warmup given both ways" {
                 expectError "{ \"trial\": { \"model\": \"tiny-bert\", \"task\": \"spam\",\n \"training\": { \"learning_rate\": { \"warmup_ratio\": 0.1,\n \"warmup_steps\": 5 } } } }"
                     "training.learning_rate.warmup_steps" (Some 3) "exclude each other"
+            }
+            test "MoE methods: top-k above the experts, more experts than a batch can reach, a gradient mask on dense experts, capacity factor 0" {
+                let spec (m: string) = "{ \"trial\": { \"model\": \"tiny-t5\", \"task\": \"spam\", \"training\": { \"batch_size\": 2, \"max_length\": 8 },\n \"method\": " + m + " } }"
+                expectError (spec "{ \"name\": \"switch\", \"experts\": 4, \"top_k\": 5 }") "method.top_k" (Some 2) "between 1 and the 4 experts"
+                expectError (spec "{ \"name\": \"mpoe\", \"experts\": 32 }") "method.experts" (Some 2) "at most 16 choices"
+                expectError (spec "{ \"name\": \"moe\", \"gradient_mask\": 0.5 }") "method.gradient_mask" (Some 2) "dense experts"
+                expectError (spec "{ \"name\": \"switch\", \"capacity_factor\": 0 }") "method.capacity_factor" (Some 2) "must be positive"
+                expectError (spec "{ \"name\": \"mpoe\", \"expert\": 4 }") "method.expert" (Some 2) "is unknown"
             }
             test "broken JSON" {
                 let e = error "{\n \"name\": \"x\",\n \"trial\": { \"model\": }\n}"
