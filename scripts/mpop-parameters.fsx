@@ -17,7 +17,7 @@ open Mpo.Experiments.Reports
 
 let configs = Path.Combine(__SOURCE_DIRECTORY__, "..", "data", "configs")
 let model name = Path.Combine(configs, "models", name)
-let tuner name = if name.EndsWith ".json" then Path.Combine(configs, "mpop", name) else name
+let tuner (name: string) = if name.EndsWith ".json" then Path.Combine(configs, "mpop", name) else name
 
 /// (table, paper's row and #Pr / #To, configuration, tuner preset or file)
 let rows =
