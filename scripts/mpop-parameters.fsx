@@ -3,7 +3,7 @@
 // swapping in shape-only MPO layers) by the same function that counts live models (Tuning.ParameterCounting), as
 // `mpo count --config C --mpo T` does for one row. The tables' GLUE scores need the fine-tuning methods (LFA on GLUE),
 // which are not runnable here yet: see scripts/README.md.
-//   ./scripts/fsi scripts/mpop-parameters.fsx                 full mode: every row (about a minute: BERT-base on meta)
+//   ./scripts/fsi scripts/mpop-parameters.fsx                 full mode: every row (Tables 3 and 4)
 //   MPO_QUICK=1 ./scripts/fsi scripts/mpop-parameters.fsx     quick mode (CI): the ALBERT rows of Table 3 only
 // Shapes only, no weights: nothing is downloaded and a user's checkpoint is not needed (the configurations are in
 // data/configs, the tuner files in data/configs/mpop).
