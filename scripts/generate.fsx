@@ -2,6 +2,7 @@
 // key/value cache), and tiny-bert fills in a [MASK]. Both load from models/ in Hugging Face layout with their own
 // tokenizer files.
 //   ./scripts/fsi scripts/generate.fsx
+// Full mode: 30 new tokens per continuation. Quick mode (MPO_QUICK=1, as CI runs it): 8.
 #load "references.fsx"
 
 open System.IO

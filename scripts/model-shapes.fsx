@@ -2,6 +2,7 @@
 // chooser picks, and the parameters of its MPO at full bonds and at a few bond caps (MPOP spec §3.8, §4.3, §5.4).
 // Pure arithmetic, no tensors: runs in a second.
 //   ./scripts/fsi scripts/model-shapes.fsx
+// Quick mode (MPO_QUICK=1, CI) and full mode are the same: shapes only, no checkpoint needed.
 #load "references.fsx"
 
 open Mpo.Decomposition

@@ -4,6 +4,7 @@
 // multiply-accumulates the cost model counts for a lookup and for y = x·Wᵀ. Pure arithmetic on shapes: instant.
 // The same rows with measured time: `mpo-bench table2` (bench/README.md, README "MPOP Figure 2 and Table 2").
 //   ./scripts/fsi scripts/mpop-table2.fsx
+// Full mode: every shape above at both ratios. Quick mode (MPO_QUICK=1, as CI runs it): BERT-base's embedding only.
 #load "references.fsx"
 
 open Mpo.Contraction
