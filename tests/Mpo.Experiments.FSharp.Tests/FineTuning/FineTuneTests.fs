@@ -57,7 +57,12 @@ let private finetuneOn (dir: string) (write: string -> unit) (model: string) (ar
     let out = Path.Combine(dir, "out")
     let run = mpo dir ([ "finetune"; model; "--data"; data; "--learning-rate"; "1e-3"; "--out"; out ] @ args)
     Expect.equal run.Code 0 $"finetune succeeds; stderr: {run.Err}"
-    let r = results out |> List.exactlyOne
+    // a method other than full writes its table to <out>/<method>/
+    let tables =
+        match List.tryFindIndex ((=) "--method") args with
+        | Some i when args.[i + 1] <> "full" -> Path.Combine(out, args.[i + 1])
+        | _ -> out
+    let r = results tables |> List.exactlyOne
     Expect.equal (r.GetProperty("model").GetString()) model "the model"
     r, out
 
@@ -120,8 +125,8 @@ let tests =
                 let plain = Mpo.Tuning.ParameterCounting.FromConfig(Mpo.Models.ModelRegistry.ReadConfigFile(repoFile "models/tiny-t5"), "T5ForConditionalGeneration")
                 Expect.isGreaterThan (number r [ "parameters" ]) (float plain.Parameters.Total) "experts add parameters"
                 let runs = Directory.GetDirectories(Path.Combine(out, "runs")) |> Array.map Path.GetFileName
-                Expect.equal runs [| "mpoe-tiny-t5-spam" |] "the run folder names the method"
-                let metrics = File.ReadAllText(Path.Combine(out, "runs", "mpoe-tiny-t5-spam", "metrics.jsonl"))
+                Expect.equal runs [| "tiny-t5-spam-mpoe" |] "the run folder names the method"
+                let metrics = File.ReadAllText(Path.Combine(out, "runs", "tiny-t5-spam-mpoe", "metrics.jsonl"))
                 Expect.stringContains metrics "moe_balance_loss" "routing losses logged with the metrics"
                 let record = Directory.GetFiles(Path.Combine(out, "store", "trials"), "*.json") |> Array.exactlyOne
                 use doc = JsonDocument.Parse(File.ReadAllText record)
