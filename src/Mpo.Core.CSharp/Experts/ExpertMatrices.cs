@@ -230,10 +230,26 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     /// for one more rebuild per call. On by default.</summary>
     public bool RecomputeWeights { get; set; } = true;
 
+    /// <summary>
+    /// Whether inference calls (no gradient wanted for any core) reuse each expert's contracted weight while its cores
+    /// are unchanged (<see cref="WeightCache"/>, as <see cref="MpoLayer.CacheWeight"/>). On by default: evaluation then
+    /// costs what a dense-expert layer costs, and holds n dense matrices as one does; turn it off to keep inference
+    /// memory at the auxiliary tensors' size. A training call drops the cached copies.
+    /// </summary>
+    public bool CacheWeights { get; set; } = true;
+
+    WeightCache[] caches = Array.Empty<WeightCache>();
+
     public override Tensor Forward(int expert, Tensor x)
     {
         var cores = Cores(expert);
         var bias = experts[expert].Bias;
+        if (Path == ContractionPath.Auto && CacheWeights && WeightCache.Supported && !(is_grad_enabled() && cores.Any(c => c.requires_grad)))
+        {
+            if (caches.Length != Count) caches = Enumerable.Range(0, Count).Select(_ => new WeightCache()).ToArray();
+            return nn.functional.linear(x, caches[expert].Get(cores, () => MpoContraction.Reconstruct(cores, Factorization)), bias);
+        }
+        foreach (var cache in caches) cache.Clear();
         bool forTraining = is_grad_enabled() && (x.requires_grad || cores.Any(c => c.requires_grad));
         if (PathFor(x.numel() / Math.Max(1, InFeatures), forTraining) == ContractionPath.Factorized)
             return MpoContraction.LinearFactorized(x, cores, Factorization, bias);
@@ -243,6 +259,12 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     }
 
     public override Tensor Weight(int expert) => MpoContraction.Reconstruct(Cores(expert), Factorization);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) foreach (var cache in caches) cache.Dispose();
+        base.Dispose(disposing);
+    }
 
     public override Tensor? Bias(int expert)
     {

@@ -17,7 +17,9 @@ namespace Mpo.Layers;
 /// </summary>
 public sealed class MpoEmbedding : MpoLayer
 {
-    /// <summary>Which way rows are produced; <see cref="ContractionPath.Factorized"/> contracts per looked-up row.</summary>
+    /// <summary>Which way rows are produced; <see cref="ContractionPath.Factorized"/> contracts per looked-up row;
+    /// <see cref="ContractionPath.Auto"/> reuses the contracted table in inference calls (<see cref="MpoLayer.CacheWeight"/>)
+    /// and otherwise asks the cost model.</summary>
     public ContractionPath Path { get; set; } = ContractionPath.Auto;
 
     public int NumEmbeddings => Factorization.Rows;
@@ -60,6 +62,13 @@ public sealed class MpoEmbedding : MpoLayer
             if (min < 0 || max >= NumEmbeddings)
                 throw new ArgumentOutOfRangeException(nameof(indices),
                     $"token ids must lie in 0..{NumEmbeddings - 1}, got ids from {min} to {max}");
+        }
+        if (Path == ContractionPath.Auto && InferenceWeight() is { } table)
+        {
+            var shape = indices.shape.Append((long)EmbeddingDim).ToArray();
+            using var flat = indices.reshape(-1);
+            using var gathered = table.index_select(0, flat);
+            return gathered.reshape(shape);
         }
         var path = Path;
         if (path == ContractionPath.Auto)

@@ -28,6 +28,14 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
 
     public MpoFactorization Factorization { get; }
     double[][]? spectra;
+    readonly Contraction.WeightCache weightCache = new();
+
+    /// <summary>
+    /// Whether inference calls (no gradient wanted for any core) reuse the contracted weight while the cores are
+    /// unchanged (<see cref="Contraction.WeightCache"/>: any in-place write to a core, whoever makes it, invalidates
+    /// it). On by default; it costs one dense copy of W per layer while evaluating, freed by the next training call.
+    /// </summary>
+    public bool CacheWeight { get; set; } = true;
 
     protected MpoLayer(string name, MatrixProductOperator mpo, bool adoptCores) : base(name)
     {
@@ -116,6 +124,28 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
 
     /// <summary>The dense matrix the cores represent now, [Rows, Cols].</summary>
     public Tensor Weight() => Contraction.MpoContraction.Reconstruct(cores, Factorization);
+
+    /// <summary>
+    /// For a call that needs no gradient through the cores (grad mode off, or every core frozen): the dense weight,
+    /// contracted once and reused while the cores are unchanged (owned by the layer: do not dispose it). Otherwise
+    /// null — the caller contracts with gradient — and the cached copy is dropped.
+    /// </summary>
+    protected Tensor? InferenceWeight()
+    {
+        var live = cores;
+        if (!CacheWeight || !Contraction.WeightCache.Supported || (is_grad_enabled() && live.Any(c => c.requires_grad)))
+        {
+            weightCache.Clear();
+            return null;
+        }
+        return weightCache.Get(live, Weight);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) weightCache.Dispose();
+        base.Dispose(disposing);
+    }
 
     /// <summary>
     /// The Schmidt values of every bond (bond b at index b-1) as of the layer's last canonical gauge — its

@@ -17,7 +17,8 @@ public sealed class MpoLinear : MpoLayer
 {
     readonly Parameter? bias;
 
-    /// <summary>Which contraction the forward uses; <see cref="ContractionPath.Auto"/> asks the cost model per call.</summary>
+    /// <summary>Which contraction the forward uses; <see cref="ContractionPath.Auto"/> reuses the contracted weight in
+    /// inference calls (<see cref="MpoLayer.CacheWeight"/>) and otherwise asks the cost model per call.</summary>
     public ContractionPath Path { get; set; } = ContractionPath.Auto;
 
     public int InFeatures => Factorization.Cols;
@@ -66,6 +67,8 @@ public sealed class MpoLinear : MpoLayer
 
     public override Tensor forward(Tensor input)
     {
+        if (Path == ContractionPath.Auto && InferenceWeight() is { } weight)
+            return nn.functional.linear(input, weight, bias);
         var path = Path;
         if (path == ContractionPath.Auto)
         {

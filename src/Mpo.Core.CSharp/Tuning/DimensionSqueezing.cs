@@ -171,7 +171,7 @@ public sealed class DimensionSqueezing : TrainerCallback
 
     /// <summary>
     /// The bonds MPOP_dir truncates to for a model of at most <paramref name="targetParameters"/> parameters: the cuts
-    /// squeezing would make, cheapest first by the same estimate (<see cref="Cheapest"/>), planned on the stored
+    /// squeezing would make, cheapest first by the same estimate (<see cref="Cheapest(TunedModel, IEnumerable{MpoTarget})"/>), planned on the stored
     /// Schmidt values with no fine-tuning in between (spectra do not move), as path → d_0..d_n of every candidate.
     /// </summary>
     /// <exception cref="ArgumentException">The target is below what cutting every candidate central bond to 1 reaches.</exception>
