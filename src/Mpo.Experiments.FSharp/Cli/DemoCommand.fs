@@ -1,5 +1,6 @@
 /// `mpo demo`, the main job: MPOP end to end on the real pre-trained all-minilm-l6-v2 (FineTuning.MpopDemo: full
-/// fine-tuning, LFA, squeezing, MPOP_dir as a grid of trials in a result store, and their comparison table).
+/// fine-tuning, LFA, squeezing, MPOP_dir, and LoRA and truncated SVD at matched parameters, as a grid of trials in a
+/// result store, and their comparison table).
 /// `mpo demo --truncation`, the earlier study: decompose every weight matrix of a bundled pre-trained model (tiny-bert by default)
 /// into an MPO, show MPOP's central/auxiliary split on real weights, then truncate all bonds at once at several
 /// caps and measure what it costs the model (held-out perplexity, no fine-tuning; for a headless pre-trained encoder,
@@ -170,7 +171,7 @@ let mpop (args: ParseResults<DemoArgs>) =
     let records = Mpo.Experiments.FineTuning.MpopDemo.run store plan
     let table = Mpo.Experiments.FineTuning.MpopDemo.table records
     printfn "\n%s\n" table
-    printfn "LoRA and truncated-SVD rows at equal trained parameters come from their methods' trials (not in this build)."
+    printfn "Matched baselines (counted from the configuration): LoRA on every attention and FFN linear (α = 2r) at the rank whose trained parameters (#Pr) come nearest LFA's; truncated SVD of MPOP's matrices at the rank whose total (#To) comes nearest MPOP's squeezed size, which MPOP_dir is truncated to."
     let trajectory = records |> List.tryPick Mpo.Experiments.FineTuning.MpopDemo.trajectory
     match trajectory with
     | Some t -> printfn "\nMPOP's squeezing trajectory (dev split):\n\n%s" t

@@ -16,19 +16,10 @@ open Mpo.Experiments.Specs
 open Mpo.Experiments.Store.ResultStore
 
 /// The method the flags name, with its hyper-parameters; flags another method has no use for are errors naming them.
+/// Every method's flags are read as a spec's method object by TrialJson.readMethod (one reader: one set of defaults
+/// and checks for the command line and specs, so equal settings give the same trial ID either way).
 let methodOf (args: ParseResults<FinetuneArgs>) =
     let name = args.GetResult(FinetuneArgs.Method, defaultValue = "full")
-    let tuning: Trial.MpoTuning =
-        { Tuner = args.GetResult(FinetuneArgs.Mpo, defaultValue = Trial.defaultMpoTuning.Tuner)
-          MpoLearningRate = args.TryGetResult FinetuneArgs.Mpo_Lr }
-    let d = Trial.defaultSqueeze
-    let squeeze: Trial.SqueezeSettings =
-        { LossGap = args.GetResult(FinetuneArgs.Loss_Gap, defaultValue = d.LossGap)
-          WarmupSteps = args.GetResult(FinetuneArgs.Squeeze_Warmup, defaultValue = d.WarmupSteps)
-          RecoverySteps = args.GetResult(FinetuneArgs.Recovery_Steps, defaultValue = d.RecoverySteps)
-          TargetParameters = args.TryGetResult FinetuneArgs.Target_Parameters
-          MaxCuts = args.TryGetResult FinetuneArgs.Max_Cuts
-          Families = None }
     let only (methods: string list) (flags: (string * bool) list) =
         match flags |> List.tryFind (fun (_, given) -> given) with
         | Some (flag, _) when not (List.contains name methods) ->
@@ -46,34 +37,46 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
                    "--capacity-factor", args.Contains FinetuneArgs.Capacity_Factor; "--balance-loss", args.Contains FinetuneArgs.Balance_Loss
                    "--z-loss", args.Contains FinetuneArgs.Z_Loss ]
     only [ "mpoe" ] [ "--gradient-mask", args.Contains FinetuneArgs.Gradient_Mask ]
-    // the baselines' and MoE methods' flags read as a spec's method object (one reader: their configurations' defaults and checks)
-    let baseline (fields: (string * Text.Json.Nodes.JsonNode option) list) =
-        let o = Text.Json.Nodes.JsonObject()
-        o.["name"] <- Text.Json.Nodes.JsonValue.Create name
-        for key, value in fields do value |> Option.iter (fun v -> o.[key] <- v)
-        TrialJson.readMethod "--method" o
+    if not (List.contains name TrialJson.methodNames) then
+        invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" name (String.Join(", ", TrialJson.methodNames)))
+    // required values, named by their flag rather than by the spec's field
+    if name = "mpop-dir" && not (args.Contains FinetuneArgs.Target_Parameters) then
+        invalidArg "target-parameters" "--method mpop-dir needs --target-parameters N (the size to truncate to before fine-tuning)"
+    if name = "svd" && not (args.Contains FinetuneArgs.Rank) then
+        invalidArg "rank" "--method svd needs --rank R (the rank of each target matrix's factors)"
     let node (v: 'a) = Text.Json.Nodes.JsonValue.Create v :> Text.Json.Nodes.JsonNode
-    match name with
-    | "full" -> Trial.Method.Full
-    | "lfa" -> Trial.Method.Lfa tuning
-    | "mpop" -> Trial.Method.Mpop(tuning, squeeze)
-    | "mpop-dir" ->
-        match squeeze.TargetParameters with
-        | Some target -> Trial.Method.MpopDir(tuning, target)
-        | None -> invalidArg "target-parameters" "--method mpop-dir needs --target-parameters N (the size to truncate to before fine-tuning)"
-    | "lora" -> baseline [ "r", args.TryGetResult FinetuneArgs.Rank |> Option.map node; "lora_alpha", args.TryGetResult FinetuneArgs.Lora_Alpha |> Option.map node ]
-    | "svd" ->
-        if not (args.Contains FinetuneArgs.Rank) then invalidArg "rank" "--method svd needs --rank R (the rank of each target matrix's factors)"
-        baseline [ "rank", args.TryGetResult FinetuneArgs.Rank |> Option.map node ]
-    | "last-layers" -> baseline [ "layers", args.TryGetResult FinetuneArgs.Layers |> Option.map node ]
-    | "switch" | "moe" | "mpoe" ->
-        baseline [ "experts", args.TryGetResult FinetuneArgs.Experts |> Option.map node
-                   "top_k", args.TryGetResult FinetuneArgs.Top_K |> Option.map node
-                   "capacity_factor", args.TryGetResult FinetuneArgs.Capacity_Factor |> Option.map node
-                   "gradient_mask", args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map node
-                   "balance_loss", args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map node
-                   "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node ]
-    | other -> invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" other (String.Join(", ", TrialJson.methodNames)))
+    let objectOf (fields: (string * Text.Json.Nodes.JsonNode option) list) =
+        let o = Text.Json.Nodes.JsonObject()
+        for key, value in fields do value |> Option.iter (fun v -> o.[key] <- v)
+        o
+    let mpo = [ "mpo", args.TryGetResult FinetuneArgs.Mpo |> Option.map node; "mpo_learning_rate", args.TryGetResult FinetuneArgs.Mpo_Lr |> Option.map node ]
+    // (a node has one parent: each object gets its own)
+    let target () = args.TryGetResult FinetuneArgs.Target_Parameters |> Option.map node
+    let squeeze () =
+        objectOf [ "loss_gap", args.TryGetResult FinetuneArgs.Loss_Gap |> Option.map node
+                   "warmup_steps", args.TryGetResult FinetuneArgs.Squeeze_Warmup |> Option.map node
+                   "recovery_steps", args.TryGetResult FinetuneArgs.Recovery_Steps |> Option.map node
+                   "target_parameters", target ()
+                   "max_cuts", args.TryGetResult FinetuneArgs.Max_Cuts |> Option.map node ]
+    let fields =
+        match name with
+        | "lfa" -> mpo
+        | "mpop" ->
+            let squeeze = squeeze ()
+            mpo @ [ "squeeze", (if squeeze.Count = 0 then None else Some(squeeze :> Text.Json.Nodes.JsonNode)) ]
+        | "mpop-dir" -> mpo @ [ "target_parameters", target () ]
+        | "lora" -> [ "r", args.TryGetResult FinetuneArgs.Rank |> Option.map node; "lora_alpha", args.TryGetResult FinetuneArgs.Lora_Alpha |> Option.map node ]
+        | "svd" -> [ "rank", args.TryGetResult FinetuneArgs.Rank |> Option.map node ]
+        | "last-layers" -> [ "layers", args.TryGetResult FinetuneArgs.Layers |> Option.map node ]
+        | "switch" | "moe" | "mpoe" ->
+            [ "experts", args.TryGetResult FinetuneArgs.Experts |> Option.map node
+              "top_k", args.TryGetResult FinetuneArgs.Top_K |> Option.map node
+              "capacity_factor", args.TryGetResult FinetuneArgs.Capacity_Factor |> Option.map node
+              "gradient_mask", args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map node
+              "balance_loss", args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map node
+              "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node ]
+        | _ -> []   // full: no hyper-parameters of its own
+    TrialJson.readMethod "--method" (objectOf (("name", Some(node name)) :: fields))
 
 /// A run's folder: `<model>-<task>` for full fine-tuning (as before methods existed), `<model>-<task>-<method>` otherwise.
 let runFolderName (model: string) (task: string) (m: Trial.Method) =

@@ -28,10 +28,9 @@ type Grid =
     | Override of label: string * matches: (Trial -> bool) * patch: Patch * Grid
 
 /// Keys of which one object holds at most one: setting one removes the others (a grid that sets warmup_steps replaces
-/// a base's warmup_ratio instead of contradicting it).
+/// a base's warmup_ratio instead of contradicting it; one that sets an SVD method's budget, its rank).
 let private exclusive =
-    [ [ "warmup_ratio"; "warmup_steps" ]; [ "max_bond"; "tolerance"; "budget"; "per_bond" ]
-      [ "constant"; "linear"; "steps" ]; [ "once"; "squeeze" ] ]
+    [ [ "warmup_ratio"; "warmup_steps" ]; [ "rank"; "budget" ]; [ "constant"; "linear"; "steps" ] ]
 
 /// <c>target</c> with <c>value</c> at the dotted <c>field</c> (objects created on the way).
 let set (field: string) (value: JsonNode) (target: JsonObject) =

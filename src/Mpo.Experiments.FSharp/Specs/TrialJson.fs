@@ -9,7 +9,6 @@ open System.Security.Cryptography
 open System.Text
 open System.Text.Json
 open System.Text.Json.Nodes
-open Mpo.Decomposition
 open Mpo.Training
 open Mpo.Experiments.Specs.Schedules
 open Mpo.Experiments.Specs.Trial
@@ -112,56 +111,6 @@ let writeSchedule (s: Schedule) : JsonNode =
     | Linear (a, b) -> JsonObject [ KeyValuePair("linear", JsonArray(JsonValue.Create a, JsonValue.Create b) :> JsonNode) ]
     | Steps points ->
         JsonObject [ KeyValuePair("steps", JsonArray([| for (s, v) in points -> JsonArray(JsonValue.Create s, JsonValue.Create v) :> JsonNode |]) :> JsonNode) ]
-
-/// `{"max_bond": 64}`, `{"tolerance": 0.05}`, `{"budget": 200000}` or `{"per_bond": [12, 64, 64, 16]}`.
-let readTruncationSpec (path: string) (node: JsonNode) : TruncationSpec =
-    let o = expectObject path [ "max_bond"; "tolerance"; "budget"; "per_bond" ] node
-    if o.Count <> 1 then fail path "must have exactly one of max_bond, tolerance, budget, per_bond"
-    match optional o "max_bond", optional o "tolerance", optional o "budget", optional o "per_bond" with
-    | Some v, _, _, _ -> TruncationSpec.MaxBond(readInt (join path "max_bond") v)
-    | _, Some v, _, _ -> TruncationSpec.Tolerance(readFloat (join path "tolerance") v)
-    | _, _, Some v, _ -> TruncationSpec.Budget(readInt64 (join path "budget") v)
-    | _, _, _, Some (:? JsonArray as a) -> TruncationSpec.PerBond([| for i in 0 .. a.Count - 1 -> readInt (sprintf "%s.per_bond[%d]" path i) a.[i] |])
-    | _ -> fail (join path "per_bond") "must be a list of bond dimensions"
-
-let writeTruncationSpec (spec: TruncationSpec) : JsonNode =
-    let one (k: string) (v: JsonNode) = JsonObject [ KeyValuePair(k, v) ] :> JsonNode
-    match spec with
-    | :? TruncationSpec.MaxBond as m -> one "max_bond" (JsonValue.Create m.Bond)
-    | :? TruncationSpec.Tolerance as t -> one "tolerance" (JsonValue.Create t.Relative)
-    | :? TruncationSpec.Budget as b -> one "budget" (JsonValue.Create b.Parameters)
-    | :? TruncationSpec.PerBond as p -> one "per_bond" (JsonArray([| for d in p.Bonds -> JsonValue.Create d :> JsonNode |]))
-    | other -> invalidArg "spec" (sprintf "no JSON form for %O" other)
-
-/// `{"once": {"max_bond": 64}}` or `{"squeeze": {"target": {...}, "units": 1, "every": 100, "max_loss_increase": 0.03}}`.
-let readTruncation (path: string) (node: JsonNode) =
-    let o = expectObject path [ "once"; "squeeze" ] node
-    let t =
-        match optional o "once", optional o "squeeze" with
-        | Some v, None -> Once(readTruncationSpec (join path "once") v)
-        | None, Some v ->
-            let p = join path "squeeze"
-            let s = expectObject p [ "target"; "units"; "every"; "max_loss_increase" ] v
-            Squeeze
-                { Target = (match optional s "target" with Some t -> readTruncationSpec (join p "target") t | None -> fail (join p "target") "is required")
-                  Units = optional s "units" |> Option.map (readInt (join p "units")) |> Option.defaultValue 1
-                  Every = (match optional s "every" with Some e -> readInt64 (join p "every") e | None -> fail (join p "every") "is required (updates between squeezes)")
-                  MaxLossIncrease = optional s "max_loss_increase" |> Option.map (readFloat (join p "max_loss_increase")) }
-        | _ -> fail path "must have exactly one of once, squeeze"
-    match truncationProblems t with
-    | (field, problem) :: _ -> fail (join path field) problem
-    | [] -> t
-
-let writeTruncation (t: Truncation) : JsonNode =
-    match t with
-    | Once spec -> JsonObject [ KeyValuePair("once", writeTruncationSpec spec) ]
-    | Squeeze s ->
-        let o = JsonObject()
-        o.["target"] <- writeTruncationSpec s.Target
-        o.["units"] <- JsonValue.Create s.Units
-        o.["every"] <- JsonValue.Create s.Every
-        o.["max_loss_increase"] <- (match s.MaxLossIncrease with Some d -> JsonValue.Create d :> JsonNode | None -> null)
-        JsonObject [ KeyValuePair("squeeze", o :> JsonNode) ]
 
 // ---- methods ------------------------------------------------------------------------------------------------------
 

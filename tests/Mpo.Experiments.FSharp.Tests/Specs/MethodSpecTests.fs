@@ -1,10 +1,13 @@
 /// MPOP's methods as data: LFA, MPOP (squeezing) and MPOP_dir read from specs with their hyper-parameters, written
-/// back canonically, IDs that change with every hyper-parameter and only with it, and errors naming the field.
+/// back canonically, IDs that change with every hyper-parameter and only with it, and errors naming the field; the
+/// `mpo finetune` flags read through the same reader, to the same trial IDs.
 module Mpo.Experiments.Tests.Specs.MethodSpecTests
 
 open System.IO
 open System.Text.Json.Nodes
+open Argu
 open Expecto
+open Mpo.Experiments.Cli
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Specs.Trial
 open Mpo.Experiments.Tests.Support
@@ -41,6 +44,35 @@ let tests =
             let squeezeIds = [ for gap in [ 0.03; 0.05 ] -> TrialJson.id (trialWith (sprintf """{ "name": "mpop", "squeeze": { "loss_gap": %g } }""" gap)) ]
             Expect.equal squeezeIds.[0] (TrialJson.id (trialWith "\"mpop\"")) "Δ = 0.03 is the default"
             Expect.notEqual squeezeIds.[0] squeezeIds.[1] "another Δ, another trial"
+        }
+
+        test "the finetune flags of every MPOP method give the trial ID of the equivalent spec; a flag of another method is an error naming it" {
+            let parser = ArgumentParser.Create<Arguments.FinetuneArgs>(programName = "mpo finetune")
+            let flags (args: string list) = FinetuneCommand.methodOf (parser.Parse(Array.ofList args))
+            let fromFlags args = { create "tiny-bert" "spam" with Method = flags args }
+            let cases =
+                [ [ "--method"; "mpop"; "--loss-gap"; "0.1"; "--squeeze-warmup"; "4"; "--recovery-steps"; "2"; "--max-cuts"; "12"
+                    "--target-parameters"; "3000000"; "--mpo"; "mpop-bert"; "--mpo-lr"; "1e-3" ],
+                  """{ "name": "mpop", "mpo": "mpop-bert", "mpo_learning_rate": 0.001,
+                       "squeeze": { "loss_gap": 0.1, "warmup_steps": 4, "recovery_steps": 2, "max_cuts": 12, "target_parameters": 3000000 } }"""
+                  [ "--method"; "mpop"; "--loss-gap"; "0.1" ], """{ "name": "mpop", "squeeze": { "loss_gap": 0.1 } }"""
+                  [ "--method"; "mpop" ], "\"mpop\""
+                  [ "--method"; "lfa"; "--mpo-lr"; "2e-3" ], """{ "name": "lfa", "mpo_learning_rate": 0.002 }"""
+                  [ "--method"; "mpop-dir"; "--target-parameters"; "3000000"; "--mpo"; "conf.json" ], """{ "name": "mpop-dir", "target_parameters": 3000000, "mpo": "conf.json" }"""
+                  [ "--method"; "lora"; "--rank"; "4"; "--lora-alpha"; "16" ], """{ "name": "lora", "r": 4, "lora_alpha": 16 }"""
+                  [], "\"full\"" ]
+            for args, json in cases do
+                Expect.equal (TrialJson.id (fromFlags args)) (TrialJson.id (trialWith json)) $"{args} and {json}: one trial"
+            Expect.equal (flags [ "--method"; "mpop"; "--loss-gap"; "0.1" ]) (Method.Mpop(defaultMpoTuning, { defaultSqueeze with LossGap = 0.1 })) "Δ from the flag, the rest the spec's defaults"
+            Expect.notEqual (TrialJson.id (fromFlags [ "--method"; "mpop"; "--loss-gap"; "0.1" ])) (TrialJson.id (fromFlags [ "--method"; "mpop"; "--loss-gap"; "0.2" ])) "another Δ, another trial"
+            let refused (args: string list) (fragments: string list) =
+                let e = Expect.throwsC (fun () -> flags args |> ignore) id
+                for f in fragments do Expect.stringContains e.Message f $"{args}: the error names it"
+            refused [ "--method"; "lfa"; "--loss-gap"; "0.1" ] [ "--loss-gap"; "--method mpop"; "not lfa" ]
+            refused [ "--method"; "lora"; "--max-cuts"; "3" ] [ "--max-cuts"; "not lora" ]
+            refused [ "--method"; "mpop"; "--rank"; "4" ] [ "--rank"; "lora|svd" ]
+            refused [ "--method"; "mpop-dir" ] [ "--target-parameters" ]
+            refused [ "--method"; "nope" ] [ "'nope' is not a method" ]
         }
 
         test "full fine-tuning's trial IDs are those of the committed store (its records stay finished)" {

@@ -5,7 +5,6 @@ module Mpo.Experiments.Tests.Specs.SpecTests
 open System
 open System.Text.Json.Nodes
 open Expecto
-open Mpo.Decomposition
 open Mpo.Training
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Specs.Schedules
@@ -136,17 +135,9 @@ let tests =
             Expect.isNonEmpty (Schedules.problems 0.0 1.0 (Steps [ 5L, 0.1 ])) "must start at update 0"
         }
 
-        test "schedules and truncations read back from their JSON" {
+        test "schedules read back from their JSON" {
             for s in [ Constant 0.5; Linear(0.0, 0.75); Steps [ 0L, 1.0; 50L, 0.5 ] ] do
                 Expect.equal (TrialJson.readSchedule "p" (TrialJson.writeSchedule s)) s $"{s}"
-            let truncations =
-                [ Once(TruncationSpec.MaxBond 64); Once(TruncationSpec.Tolerance 0.05); Once(TruncationSpec.Budget 200_000L)
-                  Squeeze { Target = TruncationSpec.MaxBond 16; Units = 1; Every = 100L; MaxLossIncrease = Some 0.03 } ]
-            for t in truncations do
-                let back = TrialJson.readTruncation "t" (TrialJson.writeTruncation t)
-                Expect.equal ((TrialJson.writeTruncation back).ToJsonString()) ((TrialJson.writeTruncation t).ToJsonString()) $"{t}"
-            let bad = JsonNode.Parse """{"squeeze": {"target": {"max_bond": 0}, "every": 10}}"""
-            Expect.throwsT<TrialJson.SpecException> (fun () -> TrialJson.readTruncation "method.truncation" bad |> ignore) "bond 0 is impossible"
         }
 
         testList "bad specs name the field and its line" [
