@@ -157,4 +157,20 @@ let tests =
             finally
                 Directory.Delete(dir, true)
         }
+
+        // The loader above rebuilt the MoE structure through the hook the Tuning layer registers; Models itself names
+        // nothing of the layers above it (code lines only: the docs may say who registers).
+        test "the Models layer names neither Tuning nor Experts: MoE checkpoints rebuild through the registered ICheckpointStructure" {
+            Expect.isNotNull CheckpointStructure.Registered "registered when the assembly loaded"
+            let above = Text.RegularExpressions.Regex @"\b(Mpo\.)?(Tuning|Experts)(;|\.[A-Z])"
+            let folder = repoFile "src/Mpo.Core.CSharp/Models"
+            let sources = Directory.GetFiles(folder, "*.cs", SearchOption.AllDirectories)
+            Expect.isGreaterThan sources.Length 10 "the Models sources"
+            let offending =
+                [ for file in sources do
+                    for line in File.ReadAllLines file do
+                        if not (line.TrimStart().StartsWith "//") && above.IsMatch line then
+                            yield $"{Path.GetRelativePath(folder, file)}: {line.Trim()}" ]
+            Expect.isEmpty offending "no reference from Models up into Tuning or Experts"
+        }
     ]
