@@ -1,7 +1,8 @@
 /// MoE through the tuner configuration (the "moe" section): reading it (unknown fields and bad values named), applying
 /// it to the fixtures (upcycled models compute what the dense ones did), counts from a configuration alone against the
 /// MPOE paper's totals and the shape formulas, and MoE checkpoints (config.json records the experts; save → load gives
-/// the same logits bit for bit; the shared central tensor is stored once; n experts loaded as m is named).
+/// the same logits bit for bit; the shared central tensor is stored once; n experts loaded as m is named; the Models
+/// layer rebuilds them through the hook Tuning registers, naming neither Tuning nor Experts).
 module Mpo.Core.Tests.MoeTunerTests
 
 open System
