@@ -2,7 +2,7 @@
 /// Methods: the FFNs upcycled through the tuner configuration's "moe" section, every parameter trained (the gradient
 /// mask as a trainer callback), the routing losses added to the batch's task loss (MoeStep, unless the configuration
 /// turns them off), and the expert loads summed over the run (a callback, so a resumed run keeps them) for the record.
-/// The model stays a dense-shaped MoE model: the trainer's checkpoints are the run's result.
+/// Nothing is saved besides the trainer's checkpoints (their config.json records the experts, so they load back).
 module Mpo.Experiments.FineTuning.ExpertMethods
 
 open System.Text.Json.Nodes
