@@ -84,7 +84,7 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
     {
         string? storedClass = (checkpoint.Config?["architectures"] as System.Text.Json.Nodes.JsonArray)?.FirstOrDefault()?.GetValue<string>();
         // Experts saved as n and loaded as m would otherwise surface as a long list of missing and unexpected names.
-        Mpo.Experts.ExpertCheckpoints.CheckExpertCounts(this, checkpoint);
+        CheckpointStructure.Registered?.Check(this, checkpoint);
         bool sameClass = storedClass is null || storedClass == Architecture;
         var tied = TiedParameters;
         var state = state_dict().Where(kv => !tied.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -157,7 +157,12 @@ public abstract class PretrainedModel : nn.Module<ModelInputs, ModelOutputs>
         var model = ModelRegistry.Create(config, architecture);
         // A structurally tuned checkpoint (MoE layers) records its tuner: rebuild that structure, then load into it.
         if (checkpoint.Config?[TunerConfigKey] is System.Text.Json.Nodes.JsonObject tuner)
-            Mpo.Tuning.MpoTuner.Restructure(model, tuner, System.IO.Path.Combine(checkpoint.Path, CheckpointFolder.ConfigFile));
+        {
+            var file = System.IO.Path.Combine(checkpoint.Path, CheckpointFolder.ConfigFile);
+            var structure = CheckpointStructure.Registered ?? throw new CheckpointFormatException(file,
+                $"'{TunerConfigKey}' records a tuner's structure, but no ICheckpointStructure is registered to rebuild it");
+            structure.Rebuild(model, tuner, file);
+        }
         var report = model.LoadWeights(checkpoint);
         if (device is not null) model.to(device);
         model.eval();   // as HF's from_pretrained: dropout stays off until the caller asks for train()

@@ -1,29 +1,18 @@
-/// The MoE methods of a trial (Switch, MoE, MPOE: MPOE Table 1's rows) applied to a loaded model for fine-tuning:
-/// the FFNs upcycled through the tuner configuration's "moe" section, the routing losses added to the task loss
-/// (MoeStep), the gradient mask as a trainer callback, and the expert loads summed over the run for the record.
+/// The MoE methods of a trial (Switch, MoE, MPOE: MPOE Table 1's rows) as fine-tuning methods in the shape of
+/// Methods: the FFNs upcycled through the tuner configuration's "moe" section, every parameter trained (the gradient
+/// mask as a trainer callback), the routing losses added to the batch's task loss (MoeStep, unless the configuration
+/// turns them off), and the expert loads summed over the run (a callback, so a resumed run keeps them) for the record.
+/// Nothing is saved besides the trainer's checkpoints (their config.json records the experts, so they load back).
 module Mpo.Experiments.FineTuning.ExpertMethods
 
 open System.Text.Json.Nodes
 open Mpo.Experts
-open Mpo.Models
 open Mpo.Training
 open Mpo.Tuning
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Specs.Trial
-
-/// An MoE method applied to a model: the tuned model, the loads summed over training, the callbacks to train with.
-type Applied =
-    { Tuned: TunedModel
-      Tally: ExpertLoadTally
-      Callbacks: TrainerCallback list }
-
-/// The method's kind and settings, if it is an MoE method.
-let settings (m: Method) =
-    match m with
-    | Method.Switch e -> Some(MoeKind.Switch, e)
-    | Method.Moe e -> Some(MoeKind.Moe, e)
-    | Method.Mpoe e -> Some(MoeKind.Mpoe, e)
-    | _ -> None
+open Mpo.Experiments.Store.ResultStore
+open Mpo.Experiments.FineTuning.Methods
 
 /// The tuner configuration of an MoE method: its "moe" section from the settings (read by the core's one parser, so
 /// its checks apply), the experts' cores, nothing else decomposed.
@@ -43,53 +32,52 @@ let tunerConfig (kind: MoeKind) (e: ExpertSettings) =
     json.["moe"] <- moe
     MpoTunerConfig.FromJson(json, "method")
 
-/// Upcycles the model's FFNs when the method is an MoE method; None otherwise.
-let apply (m: Method) (model: PretrainedModel) =
-    settings m
-    |> Option.map (fun (kind, e) ->
-        let config = tunerConfig kind e
-        let tuned = MpoTuner(config).Apply(model)
-        let tally = ExpertLoadTally()
-        let mask =
-            match config.Moe.GradientMask with
-            | null -> []
-            | g when g.IsOff || g.Freezes -> []   // p_b = 1 froze the central tensors when applied
-            | g -> [ g.Callback() :> TrainerCallback ]
-        { Tuned = tuned; Tally = tally; Callbacks = (tally :> TrainerCallback) :: mask })
-
-/// The training loss of one batch: the task loss from <c>forward</c>, plus the routing losses of an MoE model
-/// (α·balance + β·z, logged as components), whose loads are added to the tally.
-let loss (applied: Applied option) (model: PretrainedModel) (inputs: ModelInputs) (forward: unit -> LossOutput) =
-    match applied with
-    | None -> forward ()
-    | Some a ->
-        use step = MoeStep.Begin(model, inputs)
-        let out = forward ()
-        a.Tally.Add step.Loads
-        step.AddTo out
-
 /// The record's series of an MoE run: per layer, the share of kept tokens each expert computed over training
-/// ("expert_load/<layer>", the name Store.ResultStore.Keys.expertLoad gives, which compiles after this file and
-/// which the store's tests hold to it), the routed counts and [dropped, real] tokens.
-let series (applied: Applied option) : Map<string, float list> =
-    match applied with
-    | None -> Map.empty
-    | Some a ->
-        Map.ofList
-            [ for layer in a.Tally.Layers do
-                yield sprintf "expert_load/%s" layer, List.ofArray (a.Tally.KeptFractions layer)
-                yield sprintf "expert_routed/%s" layer, [ for c in a.Tally.Routed layer -> float c ]
-                yield sprintf "expert_dropped/%s" layer, [ float (a.Tally.Dropped layer); float (a.Tally.Tokens layer) ] ]
+/// (Keys.expertLoad), the routed counts and [dropped, real] tokens.
+let private series (tally: ExpertLoadTally) : Map<string, float list> =
+    Map.ofList
+        [ for layer in tally.Layers do
+            yield Keys.expertLoad layer, List.ofArray (tally.KeptFractions layer)
+            yield sprintf "expert_routed/%s" layer, [ for c in tally.Routed layer -> float c ]
+            yield sprintf "expert_dropped/%s" layer, [ float (tally.Dropped layer); float (tally.Tokens layer) ] ]
 
 /// The record's MoE metrics: experts, router parameters (the papers' totals leave them out) and the share of dropped tokens.
-let metrics (applied: Applied option) : (string * float) list =
-    match applied with
-    | None -> []
-    | Some a ->
-        let count = ParameterCounting.Describe a.Tuned.Model
-        let tokens = a.Tally.Layers |> Seq.sumBy a.Tally.Tokens
-        let dropped = a.Tally.Layers |> Seq.sumBy a.Tally.Dropped
-        [ "moe.experts", float (a.Tuned.Experts |> Seq.map (fun t -> t.Experts) |> Seq.max)
-          "moe.layers", float a.Tuned.Experts.Count
+let private metrics (tuned: TunedModel) (tally: ExpertLoadTally) : Map<string, float> =
+    let count = ParameterCounting.Describe tuned.Model
+    let tokens = tally.Layers |> Seq.sumBy tally.Tokens
+    let dropped = tally.Layers |> Seq.sumBy tally.Dropped
+    Map.ofList
+        [ "moe.experts", float (tuned.Experts |> Seq.map (fun t -> t.Experts) |> Seq.max)
+          "moe.layers", float tuned.Experts.Count
           "moe.router_parameters", float count.RouterParameters
           "moe.dropped_fraction", (if tokens = 0L then 0.0 else float dropped / float tokens) ]
+
+/// An MoE method of <c>kind</c>: the context's model upcycled; the batch loss is the task loss plus the routing losses
+/// (α·balance + β·z, logged as components), whose loads go to the tally; the loads and MoE metrics at the end.
+let upcycle (kind: MoeKind) (e: ExpertSettings) (ctx: Context) =
+    let config = tunerConfig kind e
+    let tuned = MpoTuner(config).Apply ctx.Model
+    let tally = ExpertLoadTally()
+    let mask =
+        match config.Moe.GradientMask with
+        | null -> []
+        | g when g.IsOff || g.Freezes -> []   // p_b = 1 froze the central tensors when applied
+        | g -> [ g.Callback() :> TrainerCallback ]
+    { full () with
+        Callbacks = (tally :> TrainerCallback) :: mask
+        Loss =
+            fun inputs forward ->
+                use step = MoeStep.Begin(ctx.Model, inputs)
+                let out = forward ()
+                tally.Add step.Loads
+                step.AddTo out
+        Finish = fun () -> series tally, metrics tuned tally }
+
+/// +Switch: top-1 routing, dense experts upcycled from the FFN.
+let switch (e: ExpertSettings) (ctx: Context) = upcycle MoeKind.Switch e ctx
+
+/// +MoE: Shazeer-style top-2 routing, dense experts.
+let moe (e: ExpertSettings) (ctx: Context) = upcycle MoeKind.Moe e ctx
+
+/// MPOE: MPO experts sharing one central tensor per FFN matrix, each with its own auxiliary tensors.
+let mpoe (e: ExpertSettings) (ctx: Context) = upcycle MoeKind.Mpoe e ctx

@@ -92,9 +92,9 @@ type Outcome =
       TestExamples: int
       /// Accuracy of always answering the training split's most frequent class (NaN for regression).
       MajorityTestAccuracy: float
-      /// What the method logged besides (the squeezing trajectory, under the store's key names).
+      /// What the method logged besides (the squeezing trajectory, the expert loads, under the store's key names).
       Series: Map<string, float list>
-      /// The method's own metrics (cuts made, the size before truncation).
+      /// The method's own metrics (cuts made, the size before truncation, the moe.* counts).
       MethodMetrics: Map<string, float> }
 
 let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
@@ -257,10 +257,8 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         if wasTraining then model.train ()
         total / float (max 1 prepared.Dev.Count)
     let measure () = devLoss (), evaluate ()
-    // what the method does to the model, what it gives the trainer and what it keeps (one function per method)
+    // what the method does to the model, what it gives the trainer, adds to the loss and keeps (one function per method)
     let ctx: Methods.Context = { Model = model; ModelFolder = modelFolder; RunFolder = runFolder; NewlyInitialized = loaded.NewlyInitialized; Measure = measure }
-    // the MoE methods upcycle the FFNs here (their routing losses join the loss below, their loads the record)
-    let experts = ExpertMethods.apply method model
     let applied =
         match method with
         | Trial.Method.Full -> Methods.full ()
@@ -270,7 +268,9 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | Trial.Method.Lora c -> LowRankMethods.lora c ctx
         | Trial.Method.Svd c -> LowRankMethods.svd c ctx
         | Trial.Method.LastLayers c -> LowRankMethods.lastLayers c ctx
-        | Trial.Method.Switch _ | Trial.Method.Moe _ | Trial.Method.Mpoe _ -> Methods.full ()   // upcycled just above
+        | Trial.Method.Switch e -> ExpertMethods.switch e ctx
+        | Trial.Method.Moe e -> ExpertMethods.moe e ctx
+        | Trial.Method.Mpoe e -> ExpertMethods.mpoe e ctx
     let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
     let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
     let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
@@ -286,13 +286,12 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             ParameterGroups = ResizeArray applied.ParameterGroups, Seed = Nullable settings.Seed)
     let loss (batch: TokenBatch) =
         let inputs = batch.ToModelInputs()
-        ExpertMethods.loss experts model inputs (fun () ->
+        applied.Loss inputs (fun () ->
             let out = model.forward inputs
             // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
             let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
             LossOutput(out.Loss, tokens))
-    let callbacks = applied.Callbacks @ (experts |> Option.map (fun a -> a.Callbacks) |> Option.defaultValue [])
-    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, callbacks, progress)
+    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, applied.Callbacks, progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
@@ -320,5 +319,5 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       TestInvalid = testAnswers.Invalid
       TestExamples = prepared.Test.Count
       MajorityTestAccuracy = majority
-      Series = Map.fold (fun acc k v -> Map.add k v acc) series (ExpertMethods.series experts)
-      MethodMetrics = Map.fold (fun acc k v -> Map.add k v acc) methodMetrics (Map.ofList (ExpertMethods.metrics experts)) }
+      Series = series
+      MethodMetrics = methodMetrics }

@@ -15,16 +15,14 @@ open Mpo.Experiments.FineTuning.Methods
 let lora (config: LoraConfig) (ctx: Context) =
     let lora = LoraTuner(config).Apply ctx.Model
     eprintfn "%s: LoRA r = %d on %d modules; %O" (Path.GetFileName ctx.ModelFolder) config.R lora.Targets.Count (ParameterCounting.Count ctx.Model)
-    { ParameterGroups = []; Callbacks = []; LoadBestAtEnd = true
-      Finish = fun () -> LoraAdapter.Save(lora, adapterFolder ctx.RunFolder, ctx.ModelFolder); Map.empty, Map.empty }
+    { full () with Finish = fun () -> LoraAdapter.Save(lora, adapterFolder ctx.RunFolder, ctx.ModelFolder); Map.empty, Map.empty }
 
 /// Truncated-SVD layers: each target matrix as its rank-r row and column factors (a two-core MPO), both trained; the
 /// adapter (both factors) at the end.
 let svd (config: SvdTunerConfig) (ctx: Context) =
     let tuned = SvdTuner(config).Apply ctx.Model
     eprintfn "%s: truncated SVD on %d modules; %O" (Path.GetFileName ctx.ModelFolder) tuned.Targets.Count (tuned.Count())
-    { ParameterGroups = []; Callbacks = []; LoadBestAtEnd = true
-      Finish = fun () -> MpoAdapter.Save(tuned, adapterFolder ctx.RunFolder, ctx.ModelFolder); Map.empty, Map.empty }
+    { full () with Finish = fun () -> MpoAdapter.Save(tuned, adapterFolder ctx.RunFolder, ctx.ModelFolder); Map.empty, Map.empty }
 
 /// Only the last k layers (+ top, head, embeddings if asked) trained; the model stays dense (its checkpoints are the
 /// run's result).

@@ -1,7 +1,8 @@
 /// The methods a trial trains by (Specs.Trial.Method), each as what it does to a loaded model: the change it makes
-/// (MPO decomposition, truncation), the trainer's parameter-group rules and callbacks, and what the run keeps at the
-/// end (the adapter, the squeezing trajectory). FineTune.run calls one function here per method, so a new method is a
-/// function beside these and one line there.
+/// (MPO decomposition, truncation, upcycled experts), the trainer's parameter-group rules and callbacks, what it adds
+/// to the batch loss (the routing losses), and what the run keeps at the end (the adapter, the squeezing trajectory,
+/// the expert loads). FineTune.run calls one function here (or in LowRankMethods, ExpertMethods) per method, so a new
+/// method is a function beside these and one line there.
 module Mpo.Experiments.FineTuning.Methods
 
 open System
@@ -29,6 +30,9 @@ type Context =
 type Applied =
     { ParameterGroups: ParameterGroupRule list
       Callbacks: TrainerCallback list
+      /// The training loss of one batch from the task loss (<c>forward</c> computes it): the task loss itself, or with
+      /// what the method adds (MoE's routing losses around the forward pass).
+      Loss: ModelInputs -> (unit -> LossOutput) -> LossOutput
       /// Whether the best dev checkpoint is loaded at the end; not after squeezing, whose bonds changed on the way
       /// (its model is the last good state).
       LoadBestAtEnd: bool
@@ -41,7 +45,8 @@ let adapterFolder (runFolder: string) = Path.Combine(runFolder, "adapter")
 
 /// Full fine-tuning: the model as loaded, every parameter trained, nothing saved besides the trainer's checkpoints.
 let full () =
-    { ParameterGroups = []; Callbacks = []; LoadBestAtEnd = true; Finish = fun () -> Map.empty, Map.empty }
+    { ParameterGroups = []; Callbacks = []; Loss = (fun _ forward -> forward ()); LoadBestAtEnd = true
+      Finish = fun () -> Map.empty, Map.empty }
 
 /// The tuner configuration a method names: a preset or a JSON file (errors name the preset list or the file).
 let tunerConfig (tuning: Trial.MpoTuning) =
@@ -79,10 +84,9 @@ let private saveAdapter (tuned: TunedModel) (ctx: Context) =
 /// learning rate, no decay); the adapter written at the end.
 let lfa (tuning: Trial.MpoTuning) (ctx: Context) =
     let tuned = decompose tuning ctx
-    { ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
-      Callbacks = []
-      LoadBestAtEnd = true
-      Finish = fun () -> saveAdapter tuned ctx; Map.empty, Map.empty }
+    { full () with
+        ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
+        Finish = fun () -> saveAdapter tuned ctx; Map.empty, Map.empty }
 
 /// The dev metrics measured at squeezing's p and each p̃, kept in the trainer's checkpoints beside the squeezing
 /// callback's state, so a resumed run's trajectory has every cut's metrics.
@@ -133,15 +137,16 @@ let mpop (tuning: Trial.MpoTuning) (squeeze: Trial.SqueezeSettings) (ctx: Contex
         metrics.Measured.Add(Map.ofList [ for KeyValue(k, v) in scores -> k, v ])
         loss
     let squeezing = DimensionSqueezing(tuned, squeezeOptions squeeze, Path.Combine(ctx.RunFolder, "squeeze"), Func<float> measure)
-    { ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
-      Callbacks = [ squeezing; metrics ]
-      LoadBestAtEnd = false
-      Finish =
-        fun () ->
-            saveAdapter tuned ctx
-            let cuts = squeezing.Trajectory |> Seq.filter (fun c -> c.Kept) |> Seq.length
-            trajectorySeries before squeezing metrics.Measured,
-            Map.ofList [ "squeeze_cuts", float cuts; "parameters_before_squeezing", float before ] }
+    { full () with
+        ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
+        Callbacks = [ squeezing; metrics ]
+        LoadBestAtEnd = false
+        Finish =
+            fun () ->
+                saveAdapter tuned ctx
+                let cuts = squeezing.Trajectory |> Seq.filter (fun c -> c.Kept) |> Seq.length
+                trajectorySeries before squeezing metrics.Measured,
+                Map.ofList [ "squeeze_cuts", float cuts; "parameters_before_squeezing", float before ] }
 
 /// MPOP_dir: decomposed, truncated straight to the target size by the cuts squeezing would make cheapest first
 /// (DimensionSqueezing.PlanDirect), then LFA; the adapter at the end.
@@ -150,7 +155,6 @@ let mpopDir (tuning: Trial.MpoTuning) (targetParameters: int64) (ctx: Context) =
     let before = tuned.Count().Total
     DimensionSqueezing.Direct(tuned, DimensionSqueezing.PlanDirect(tuned, targetParameters))
     eprintfn "MPOP_dir: truncated to %O (target %s parameters)" (tuned.Count()) (targetParameters.ToString "N0")
-    { ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
-      Callbacks = []
-      LoadBestAtEnd = true
-      Finish = fun () -> saveAdapter tuned ctx; Map.empty, Map.ofList [ "parameters_before_truncation", float before ] }
+    { full () with
+        ParameterGroups = List.ofSeq (MpoTuner.ParameterGroupRules(Option.toNullable tuning.MpoLearningRate))
+        Finish = fun () -> saveAdapter tuned ctx; Map.empty, Map.ofList [ "parameters_before_truncation", float before ] }

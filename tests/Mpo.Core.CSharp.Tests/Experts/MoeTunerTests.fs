@@ -1,7 +1,8 @@
 /// MoE through the tuner configuration (the "moe" section): reading it (unknown fields and bad values named), applying
 /// it to the fixtures (upcycled models compute what the dense ones did), counts from a configuration alone against the
 /// MPOE paper's totals and the shape formulas, and MoE checkpoints (config.json records the experts; save → load gives
-/// the same logits bit for bit; the shared central tensor is stored once; n experts loaded as m is named).
+/// the same logits bit for bit; the shared central tensor is stored once; n experts loaded as m is named; the Models
+/// layer rebuilds them through the hook Tuning registers, naming neither Tuning nor Experts).
 module Mpo.Core.Tests.MoeTunerTests
 
 open System
@@ -156,5 +157,21 @@ let tests =
                 throwsWith<CheckpointFormatException> [ "router.weight"; "3 experts"; "has 5" ] (fun () -> PretrainedModel.Load dir |> ignore) |> ignore
             finally
                 Directory.Delete(dir, true)
+        }
+
+        // The loader above rebuilt the MoE structure through the hook the Tuning layer registers; Models itself names
+        // nothing of the layers above it (code lines only: the docs may say who registers).
+        test "the Models layer names neither Tuning nor Experts: MoE checkpoints rebuild through the registered ICheckpointStructure" {
+            Expect.isNotNull CheckpointStructure.Registered "registered when the assembly loaded"
+            let above = Text.RegularExpressions.Regex @"\b(Mpo\.)?(Tuning|Experts)(;|\.[A-Z])"
+            let folder = repoFile "src/Mpo.Core.CSharp/Models"
+            let sources = Directory.GetFiles(folder, "*.cs", SearchOption.AllDirectories)
+            Expect.isGreaterThan sources.Length 10 "the Models sources"
+            let offending =
+                [ for file in sources do
+                    for line in File.ReadAllLines file do
+                        if not (line.TrimStart().StartsWith "//") && above.IsMatch line then
+                            yield $"{Path.GetRelativePath(folder, file)}: {line.Trim()}" ]
+            Expect.isEmpty offending "no reference from Models up into Tuning or Experts"
         }
     ]
