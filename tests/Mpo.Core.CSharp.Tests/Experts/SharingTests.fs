@@ -67,6 +67,9 @@ let tests =
             let before = [ for e in 0 .. 2 -> wi.CentralOf(e).detach().clone() ]
             let weight1 = wi.Weight(1).detach().clone()
             let x = gaussian 9 [ 5L; 24L ] torch.float64
+            // inference calls cache each expert's weight (WeightCache): fill expert 0's and 1's before the step
+            let cached e = (use _ = torch.no_grad () in wi.Forward(e, x).detach().clone())
+            let before0, before1 = cached 0, cached 1
             use opt = torch.optim.AdamW(moe.parameters(), lr = 1e-2, weight_decay = 0.1)
             moe.train()
             wi.Forward(0, x).pow(torch.tensor 2.0).sum().backward()
@@ -75,6 +78,10 @@ let tests =
             Expect.isFalse (sameBits (wi.CentralOf 0) before.[0]) "expert 0's central moved"
             for e in 1 .. 2 do Expect.isTrue (sameBits (wi.CentralOf e) before.[e]) $"expert {e}'s central bit-identical"
             Expect.isTrue (sameBits (wi.Weight 1) weight1) "expert 1 computes what it did"
+            let fresh e = (use _ = torch.no_grad () in Mpo.Contraction.MpoContraction.LinearReconstructed(x, wi.Cores e, wi.Factorization, wi.Bias e))
+            Expect.isLessThan (relativeError (cached 0) (fresh 0)) 1e-12 "expert 0's cached weight follows its own central's step"
+            Expect.isFalse (sameBits (cached 0) before0) "(it moved)"
+            Expect.isTrue (sameBits (cached 1) before1) "expert 1's cached output unchanged"
             // the same step with a shared central moves what expert 1 computes: the contrast the ablation is about
             let sw = shared.Input :?> MpoExpertMatrices
             let sharedWeight1 = sw.Weight(1).detach().clone()
