@@ -116,6 +116,10 @@ public sealed class DenseExpertMatrices : ExpertMatrices
 /// MPOE's experts (spec §5.1): the matrix decomposed into an MPO once; all experts share ONE central tensor and each
 /// owns its auxiliary tensors (and bias). Names: <c>central</c> (registered here, once: a checkpoint stores it once,
 /// <see cref="MpoLayer.IsCentral"/> finds it, freezing sees one owner), <c>experts.{e}.aux0</c>…, <c>experts.{e}.bias</c>.
+/// <para>Without sharing (<see cref="SharesCentral"/> false; the "w/o PS" ablation of MPOE's Table 3, P2) every expert
+/// owns a central tensor too, <c>experts.{e}.central</c>: each expert is then a full MPO upcycled from the same
+/// pre-trained matrix, n central tensors instead of one. The names keep <see cref="MpoLayer.IsCentral"/>, freezing,
+/// adapters and counting working as they do for shared ones.</para>
 /// Parameters are read by name at every call: <c>Module.to(dtype/device)</c> replaces registered parameters, and the one
 /// central tensor it makes is what every expert then reads (no copies). Upcycled: every expert starts as the
 /// decomposition of the pre-trained matrix. Each expert's weight is rebuilt once per call, or the input contracted
@@ -126,21 +130,25 @@ public sealed class MpoExpertMatrices : ExpertMatrices
 {
     readonly ModuleList<MpoExpertAuxiliary> experts;
 
-    MpoExpertMatrices(MpoFactorization factorization, Tensor central, ModuleList<MpoExpertAuxiliary> experts) : base(nameof(MpoExpertMatrices))
+    /// <param name="central">The shared central tensor; null when every expert owns one (no sharing).</param>
+    MpoExpertMatrices(MpoFactorization factorization, Tensor? central, ModuleList<MpoExpertAuxiliary> experts) : base(nameof(MpoExpertMatrices))
     {
         Factorization = factorization;
+        SharesCentral = central is not null;
         // Parameters are taken out of any dispose scope (as TorchSharp's own modules do), so building experts inside
         // one does not dispose them when it ends.
-        register_parameter(MpoLayer.CentralName, (Parameter)new Parameter(central, requires_grad: true).DetachFromDisposeScope());
+        if (central is not null)
+            register_parameter(MpoLayer.CentralName, (Parameter)new Parameter(central, requires_grad: true).DetachFromDisposeScope());
         this.experts = experts;
         RegisterComponents();
     }
 
     /// <summary>
     /// <paramref name="count"/> experts from one MPO (its current cores, copied): the central tensor once, the
-    /// auxiliary tensors (and <paramref name="bias"/>) once per expert.
+    /// auxiliary tensors (and <paramref name="bias"/>) once per expert; with <paramref name="shareCentral"/> false the
+    /// central tensor once per expert as well.
     /// </summary>
-    public static MpoExpertMatrices Upcycle(IReadOnlyList<Tensor> cores, MpoFactorization factorization, Tensor? bias, int count)
+    public static MpoExpertMatrices Upcycle(IReadOnlyList<Tensor> cores, MpoFactorization factorization, Tensor? bias, int count, bool shareCentral = true)
     {
         ArgumentNullException.ThrowIfNull(cores);
         ArgumentNullException.ThrowIfNull(factorization);
@@ -152,8 +160,9 @@ public sealed class MpoExpertMatrices : ExpertMatrices
         using var _ = no_grad();
         int c = factorization.CentralIndex;
         var auxiliary = cores.Where((_, k) => k != c).ToArray();
-        var list = Enumerable.Range(0, count).Select(_ => new MpoExpertAuxiliary(auxiliary, bias)).ToArray();
-        return new MpoExpertMatrices(factorization, cores[c].detach().clone(), new ModuleList<MpoExpertAuxiliary>(list));
+        var own = shareCentral ? null : cores[c];
+        var list = Enumerable.Range(0, count).Select(_ => new MpoExpertAuxiliary(auxiliary, bias, own)).ToArray();
+        return new MpoExpertMatrices(factorization, shareCentral ? cores[c].detach().clone() : null, new ModuleList<MpoExpertAuxiliary>(list));
     }
 
     /// <summary>
@@ -162,7 +171,7 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     /// factors unless <paramref name="factorization"/> is given, full bonds unless <paramref name="truncation"/>).
     /// </summary>
     public static MpoExpertMatrices Upcycle(nn.Module<Tensor, Tensor> linear, int count, string what,
-                                            MpoFactorization? factorization = null, TruncationSpec? truncation = null)
+                                            MpoFactorization? factorization = null, TruncationSpec? truncation = null, bool shareCentral = true)
     {
         ArgumentNullException.ThrowIfNull(linear);
         if (linear is MpoLinear mpo)
@@ -171,13 +180,13 @@ public sealed class MpoExpertMatrices : ExpertMatrices
                 throw new ArgumentException($"{what} is already an MPO with factors {mpo.Factorization}, not {factorization}", nameof(factorization));
             if (truncation is not null)
                 throw new ArgumentException($"{what} is already an MPO (bonds [{string.Join(",", mpo.Bonds)}]); truncate it before upcycling", nameof(truncation));
-            return Upcycle(mpo.Cores, mpo.Factorization, mpo.Bias, count);
+            return Upcycle(mpo.Cores, mpo.Factorization, mpo.Bias, count, shareCentral);
         }
         var (w, b) = LinearWeight.Of(linear, what);
         try
         {
             using var decomposed = MpoLinear.FromWeight(w, b, factorization, truncation);
-            return Upcycle(decomposed.Cores, decomposed.Factorization, decomposed.Bias, count);
+            return Upcycle(decomposed.Cores, decomposed.Factorization, decomposed.Bias, count, shareCentral);
         }
         finally
         {
@@ -189,15 +198,31 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     /// <summary>How the experts contract; <see cref="ContractionPath.Auto"/> asks the cost model per expert per call.</summary>
     public ContractionPath Path { get; set; } = ContractionPath.Auto;
 
-    /// <summary>The shared central tensor (the live parameter).</summary>
-    public Parameter Central => get_parameter(MpoLayer.CentralName)
-                                ?? throw new InvalidOperationException("the shared central tensor is not registered");
+    /// <summary>Whether the experts share one central tensor (MPOE) or each owns one (Table 3's "w/o PS").</summary>
+    public bool SharesCentral { get; }
 
-    /// <summary>Whether the shared central tensor is trained (false: MPOE's <c>--tensor_learn</c>, p_b = 1).</summary>
+    /// <summary>The shared central tensor (the live parameter); throws when every expert owns one (<see cref="CentralOf"/>).</summary>
+    public Parameter Central => SharesCentral
+        ? get_parameter(MpoLayer.CentralName) ?? throw new InvalidOperationException("the shared central tensor is not registered")
+        : throw new InvalidOperationException($"these {Count} experts do not share a central tensor (share_central false): each owns one, see CentralOf(expert)");
+
+    /// <summary>The central tensor expert <paramref name="expert"/> reads: the shared one, or its own.</summary>
+    public Parameter CentralOf(int expert)
+    {
+        CheckExpert(expert);
+        return SharesCentral ? Central
+            : experts[expert].Central ?? throw new InvalidOperationException($"expert {expert}'s central tensor is not registered");
+    }
+
+    /// <summary>Every distinct central tensor: one when shared, one per expert otherwise.</summary>
+    public IReadOnlyList<Parameter> Centrals =>
+        SharesCentral ? new[] { Central } : Enumerable.Range(0, Count).Select(CentralOf).ToArray();
+
+    /// <summary>Whether the central tensors are trained (false: MPOE's <c>--tensor_learn</c>, p_b = 1); set for all of them.</summary>
     public bool CentralTrainable
     {
-        get => Central.requires_grad;
-        set => Central.requires_grad = value;
+        get => Centrals.All(c => c.requires_grad);
+        set { foreach (var c in Centrals) c.requires_grad = value; }
     }
 
     public void FreezeCentral() => CentralTrainable = false;
@@ -207,17 +232,18 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     public override int OutFeatures => Factorization.Rows;
     public override bool HasBias => experts[0].Bias is not null;
 
-    /// <summary>Bond dimensions d_0..d_n (shared by all experts: they share the central tensor's shape).</summary>
+    /// <summary>Bond dimensions d_0..d_n (the same for all experts: their central tensors have one shape).</summary>
     public int[] Bonds => new[] { 1 }.Concat(Cores(0).Select(c => (int)c.shape[3])).ToArray();
 
-    /// <summary>Expert <paramref name="expert"/>'s cores in chain order: its auxiliary tensors around the shared central.</summary>
+    /// <summary>Expert <paramref name="expert"/>'s cores in chain order: its auxiliary tensors around the (shared or own) central.</summary>
     public IReadOnlyList<Tensor> Cores(int expert)
     {
         CheckExpert(expert);
         var aux = experts[expert].Auxiliary;
+        var central = CentralOf(expert);
         int c = Factorization.CentralIndex;
         var cores = new Tensor[Factorization.CoreCount];
-        for (int k = 0; k < cores.Length; k++) cores[k] = k == c ? Central : aux[k < c ? k : k - 1];
+        for (int k = 0; k < cores.Length; k++) cores[k] = k == c ? central : aux[k < c ? k : k - 1];
         return cores;
     }
 
@@ -274,14 +300,16 @@ public sealed class MpoExpertMatrices : ExpertMatrices
 }
 
 /// <summary>One MPO expert's own tensors: <c>aux0</c>, <c>aux1</c>, … (the cores other than the central, in chain
-/// order, named as <see cref="MpoLayer"/> names them) and <c>bias</c>.</summary>
+/// order, named as <see cref="MpoLayer"/> names them), <c>bias</c>, and <c>central</c> when the experts do not share
+/// one (MPOE Table 3's "w/o PS").</summary>
 public sealed class MpoExpertAuxiliary : nn.Module
 {
     readonly int count;
 
-    internal MpoExpertAuxiliary(IReadOnlyList<Tensor> auxiliary, Tensor? bias) : base(nameof(MpoExpertAuxiliary))
+    internal MpoExpertAuxiliary(IReadOnlyList<Tensor> auxiliary, Tensor? bias, Tensor? central = null) : base(nameof(MpoExpertAuxiliary))
     {
         count = auxiliary.Count;
+        if (central is not null) register_parameter(MpoLayer.CentralName, Own(central));
         for (int i = 0; i < count; i++)
             register_parameter(MpoLayer.AuxiliaryPrefix + i, Own(auxiliary[i]));
         if (bias is not null) register_parameter("bias", Own(bias));
@@ -295,4 +323,7 @@ public sealed class MpoExpertAuxiliary : nn.Module
                                                ?? throw new InvalidOperationException($"auxiliary tensor {i} is not registered")).ToArray();
 
     public Parameter? Bias => get_parameter("bias");
+
+    /// <summary>The expert's own central tensor, or null when it reads the shared one.</summary>
+    public Parameter? Central => get_parameter(MpoLayer.CentralName);
 }

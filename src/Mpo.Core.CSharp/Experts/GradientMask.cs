@@ -177,7 +177,9 @@ public sealed class GradientMaskCallback : TrainerCallback
     IEnumerable<(string Name, Parameter Parameter)> Targets(TrainingStepContext context)
     {
         if (select is not null) return context.TrainableParameters.Where(t => select(t.Name));
-        sharedCentrals ??= context.Model.named_modules().Where(m => m.module is MpoExpertMatrices)
+        // Experts that own their central tensors (share_central false) have no shared tensor, hence no imbalance to
+        // correct (P2 §3.2); their centrals are not targets (MoeTunerConfig refuses the mask with them).
+        sharedCentrals ??= context.Model.named_modules().Where(m => m.module is MpoExpertMatrices { SharesCentral: true })
                                   .Select(m => m.name + "." + MpoLayer.CentralName).ToHashSet(StringComparer.Ordinal);
         if (sharedCentrals.Count == 0)
             throw new InvalidOperationException("the gradient mask found no shared central tensor (no MPO experts in the model); pass `select` to mask other parameters");

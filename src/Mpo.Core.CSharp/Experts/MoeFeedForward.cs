@@ -87,9 +87,11 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
     /// <param name="outputFactorization">MPO factors of W_out.</param>
     /// <param name="truncation">Bond truncation applied before sharing; default none (MPOE: full rank).</param>
     /// <param name="outputTruncation">W_out's truncation when it differs from W_in's (default: <paramref name="truncation"/>).</param>
+    /// <param name="shareCentral">MPO experts: one central tensor per matrix shared by all experts (MPOE), or one per
+    /// expert (false: MPOE Table 3's "w/o PS" ablation).</param>
     public static MoeFeedForward Upcycle(IFeedForward ffn, MoeOptions options, ExpertKind kind,
                                          MpoFactorization? inputFactorization = null, MpoFactorization? outputFactorization = null,
-                                         TruncationSpec? truncation = null, TruncationSpec? outputTruncation = null)
+                                         TruncationSpec? truncation = null, TruncationSpec? outputTruncation = null, bool shareCentral = true)
     {
         ArgumentNullException.ThrowIfNull(ffn);
         ArgumentNullException.ThrowIfNull(options);
@@ -97,10 +99,11 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
         outputTruncation ??= truncation;
         if (kind == ExpertKind.Dense && (inputFactorization is not null || outputFactorization is not null || truncation is not null || outputTruncation is not null))
             throw new ArgumentException("factorizations and truncation are for MPO experts; dense experts copy the matrices", nameof(kind));
+        CheckSharing(kind, shareCentral);
         ExpertMatrices Build(nn.Module<Tensor, Tensor> linear, string name, MpoFactorization? f, TruncationSpec? t) => kind switch
         {
             ExpertKind.Dense => DenseExpertMatrices.Upcycle(linear, options.Experts, name),
-            ExpertKind.Mpo => MpoExpertMatrices.Upcycle(linear, options.Experts, name, f, t),
+            ExpertKind.Mpo => MpoExpertMatrices.Upcycle(linear, options.Experts, name, f, t, shareCentral),
             _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown expert kind"),
         };
         return Assemble(ffn, options, kind, Build(ffn.Input, ffn.InputName, inputFactorization, truncation),
@@ -114,31 +117,40 @@ public sealed class MoeFeedForward : nn.Module<Tensor, Tensor>
     /// parameters from a configuration alone.
     /// </summary>
     /// <param name="inputBonds">W_in's bonds d_0..d_n (MPO experts; default the factorization's full bonds).</param>
+    /// <param name="shareCentral">As for <see cref="Upcycle"/>.</param>
     public static MoeFeedForward Shapes(IFeedForward ffn, MoeOptions options, ExpertKind kind,
                                         MpoFactorization? inputFactorization = null, IReadOnlyList<int>? inputBonds = null,
-                                        MpoFactorization? outputFactorization = null, IReadOnlyList<int>? outputBonds = null)
+                                        MpoFactorization? outputFactorization = null, IReadOnlyList<int>? outputBonds = null,
+                                        bool shareCentral = true)
     {
         ArgumentNullException.ThrowIfNull(ffn);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        CheckSharing(kind, shareCentral);
         if (kind == ExpertKind.Dense)
             return Upcycle(ffn, options, kind);   // copies, no decomposition: as cheap as shapes (free on the meta device)
         ExpertMatrices Build(nn.Module<Tensor, Tensor> linear, string name, MpoFactorization? f, IReadOnlyList<int>? bonds)
         {
-            if (linear is MpoLinear) return MpoExpertMatrices.Upcycle(linear, options.Experts, name);   // its cores as they are
+            if (linear is MpoLinear) return MpoExpertMatrices.Upcycle(linear, options.Experts, name, shareCentral: shareCentral);   // its cores as they are
             var (w, b) = LinearWeight.Of(linear, name);
             var factorization = f ?? FactorizationChooser.Choose((int)w.shape[0], (int)w.shape[1]);
             using var zero = new MpoLinear(factorization, bonds ?? factorization.FullBonds(), b is not null, w.dtype, w.device);
             if (w is not Parameter) w.Dispose();
-            return MpoExpertMatrices.Upcycle(zero, options.Experts, name);
+            return MpoExpertMatrices.Upcycle(zero, options.Experts, name, shareCentral: shareCentral);
         }
         return Assemble(ffn, options, kind, Build(ffn.Input, ffn.InputName, inputFactorization, inputBonds),
                         Build(ffn.Output, ffn.OutputName, outputFactorization, outputBonds));
     }
 
+    static void CheckSharing(ExpertKind kind, bool shareCentral)
+    {
+        if (kind == ExpertKind.Dense && !shareCentral)
+            throw new ArgumentException("sharing a central tensor is for MPO experts; dense experts have none to share or not", nameof(shareCentral));
+    }
+
     static MoeFeedForward Assemble(IFeedForward ffn, MoeOptions options, ExpertKind kind, ExpertMatrices input, ExpertMatrices output)
     {
-        var reference = kind == ExpertKind.Dense ? input.Weight(0) : ((MpoExpertMatrices)input).Central;
+        var reference = kind == ExpertKind.Dense ? input.Weight(0) : ((MpoExpertMatrices)input).CentralOf(0);
         var router = new Router(input.InFeatures, options.Experts, options.RouterBias, options.JitterNoise, reference.device, reference.dtype);
         var layer = new MoeFeedForward(options, router, ffn.InputName, input, ffn.OutputName, output, ffn.Activation, ffn.InnerDropout, ffn.OutputDropout);
         if (ffn is nn.Module replaced) layer.train(replaced.training);   // a swap does not change the model's mode

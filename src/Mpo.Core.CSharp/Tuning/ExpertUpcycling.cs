@@ -21,6 +21,8 @@ public sealed record ExpertTarget(string Path, MoeKind Kind, int Experts);
 /// <c>mlp</c>, the BERT family's <c>feed_forward</c>, the imported encoders included) is replaced by an MoE layer
 /// upcycled from it. MPO experts take the configuration's factors and truncation of <c>ffn_in</c> / <c>ffn_out</c>
 /// (the chooser with its <c>cores</c> otherwise); an FFN matrix the MPO part already decomposed gives its cores as they are.
+/// With <see cref="MoeTunerConfig.ShareCentral"/> false every expert owns a copy of the central tensor (MPOE Table 3's
+/// "w/o PS").
 /// </summary>
 public static class ExpertUpcycling
 {
@@ -96,8 +98,8 @@ public static class ExpertUpcycling
         var tin = fin is null ? null : config.TruncationFor(MpoFamilies.FfnIn);
         var tout = fout is null ? null : config.TruncationFor(MpoFamilies.FfnOut);
         return shapesOnly
-            ? MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Mpo, fin, fin is null ? null : BondsOf(fin, tin), fout, fout is null ? null : BondsOf(fout, tout))
-            : MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Mpo, fin, fout, tin, tout);
+            ? MoeFeedForward.Shapes(block, moe.Options, ExpertKind.Mpo, fin, fin is null ? null : BondsOf(fin, tin), fout, fout is null ? null : BondsOf(fout, tout), moe.ShareCentral)
+            : MoeFeedForward.Upcycle(block, moe.Options, ExpertKind.Mpo, fin, fout, tin, tout, moe.ShareCentral);
     }
 
     static int[] BondsOf(MpoFactorization f, TruncationSpec? spec) =>

@@ -46,8 +46,15 @@ public sealed record MoeTunerConfig
     /// <summary>Which FFN blocks become MoE layers, by dotted path prefix ("decoder", "encoder.block.11",
     /// "transformer.h.0"); null: every block (MPOE replaces the FFN of every Transformer block, spec §5.1).</summary>
     public IReadOnlyList<string>? Blocks { get; init; }
+    /// <summary>
+    /// MPOE's parameter sharing (P2 §3.1): true, the experts of an FFN matrix share one central tensor; false, every
+    /// expert owns one (<c>experts.{e}.central</c>), a full MPO upcycled from the same pre-trained matrix — the
+    /// "w/o PS" row of MPOE's Table 3, (n − 1) more central tensors per matrix. MPOE only.
+    /// </summary>
+    public bool ShareCentral { get; init; } = true;
 
-    /// <summary>Whether the experts are MPOs sharing a central tensor (MPOE) or dense copies (Switch, MoE).</summary>
+    /// <summary>Whether the experts are MPOs (MPOE; sharing a central tensor unless <see cref="ShareCentral"/> is false)
+    /// or dense copies (Switch, MoE).</summary>
     public ExpertKind ExpertKind => Kind == MoeKind.Mpoe ? ExpertKind.Mpo : ExpertKind.Dense;
 
     /// <summary>The method's name in configurations, specs and tables.</summary>
@@ -74,8 +81,14 @@ public sealed record MoeTunerConfig
         _ => MoeOptions.Mpoe(experts),
     };
 
-    /// <summary>The preset configuration of <paramref name="kind"/> with <paramref name="experts"/> experts.</summary>
-    public static MoeTunerConfig Of(MoeKind kind, int experts) => new() { Kind = kind, Options = Preset(kind, experts) };
+    /// <summary>The preset configuration of <paramref name="kind"/> with <paramref name="experts"/> experts (MPOE: the
+    /// central tensors shared unless <paramref name="shareCentral"/> is false); checked, errors naming <c>moe.*</c>.</summary>
+    public static MoeTunerConfig Of(MoeKind kind, int experts, bool shareCentral = true)
+    {
+        var config = new MoeTunerConfig { Kind = kind, Options = Preset(kind, experts), ShareCentral = shareCentral };
+        if (!shareCentral) config.Validate(nameof(Of));
+        return config;
+    }
 
     static readonly (string Field, string Option)[] optionFields =
     {
@@ -88,7 +101,7 @@ public sealed record MoeTunerConfig
 
     /// <summary>The fields of the section, for messages.</summary>
     public static readonly IReadOnlyList<string> Fields =
-        new[] { "kind" }.Concat(optionFields.Select(f => f.Field)).Concat(new[] { "gradient_mask", "blocks" }).ToArray();
+        new[] { "kind" }.Concat(optionFields.Select(f => f.Field)).Concat(new[] { "gradient_mask", "blocks", "share_central" }).ToArray();
 
     static readonly (string Name, TokenPriority Value)[] priorities = { ("position", TokenPriority.Position), ("router_probability", TokenPriority.RouterProbability) };
     static readonly (string Name, GateMode Value)[] gates = { ("probability", GateMode.Probability), ("normalized", GateMode.Normalized), ("straight_through", GateMode.StraightThrough) };
@@ -107,6 +120,16 @@ public sealed record MoeTunerConfig
         if (GradientMask is not null && Kind != MoeKind.Mpoe)
             throw new InvalidTunerConfigException(source, "moe.gradient_mask",
                 $"masks the shared central tensors of MPO experts; '{NameOf(Kind)}' has dense experts and no shared central tensor");
+        if (!ShareCentral && Kind != MoeKind.Mpoe)
+            throw new InvalidTunerConfigException(source, "moe.share_central",
+                $"is about the central tensors of MPO experts; '{NameOf(Kind)}' has dense experts and no central tensor");
+        // The mask exists because the shared central tensor is updated by every routed token while each expert's
+        // auxiliary tensors see only their own ("unbalanced optimization", P2 §3.2). Experts that own their central
+        // tensors are updated as evenly as their auxiliary ones: there is no imbalance to correct, so the combination
+        // is refused rather than silently masking every expert's central tensor (which the paper never describes).
+        if (!ShareCentral && GradientMask is { IsOff: false })
+            throw new InvalidTunerConfigException(source, "moe.gradient_mask",
+                "masks the shared central tensor against unbalanced updates (MPOE §3.2); with share_central false every expert owns its central tensor and there is none to mask: drop gradient_mask or set share_central true");
         if (GradientMask is { Rescale: true, Mode: GradientMaskMode.SkipStep })
             throw new InvalidTunerConfigException(source, "moe.gradient_mask.rescale", "applies to the element-wise modes (mask_update, mask_gradient); a skipped step has nothing to rescale");
         if (Blocks is not null)
@@ -151,6 +174,7 @@ public sealed record MoeTunerConfig
                 ["rescale"] = m.Rescale,
             },
             ["blocks"] = Blocks is null ? null : new JsonArray(Blocks.Select(b => (JsonNode)b).ToArray()),
+            ["share_central"] = ShareCentral,
         };
         return json;
     }
@@ -255,7 +279,9 @@ public sealed record MoeTunerConfig
                       : throw new InvalidTunerConfigException(source, $"{F("blocks")}[{i}]", $"expected a path prefix, got {x?.ToJsonString() ?? "null"}")).ToArray()
                 : throw new InvalidTunerConfigException(source, F("blocks"), "expected a list of block path prefixes or null");
 
-        var config = new MoeTunerConfig { Kind = kind, Options = o, GradientMask = mask, Blocks = blocks };
+        bool share = !json.ContainsKey("share_central") || Bool("share_central");
+
+        var config = new MoeTunerConfig { Kind = kind, Options = o, GradientMask = mask, Blocks = blocks, ShareCentral = share };
         config.Validate(source);
         return config;
     }

@@ -33,8 +33,9 @@ public sealed record MpoLayerCount(string Path, string? Family, MpoFactorization
 }
 
 /// <summary>One MoE layer of a model as counted (MPOE §3.1): its experts, and its parameters by role — the router, the
-/// shared central tensors (stored once per FFN matrix; 0 for dense experts), and what the experts own (auxiliary tensors
-/// and biases, or dense copies).</summary>
+/// shared central tensors (stored once per FFN matrix; 0 for dense experts and for MPO experts that own their central
+/// tensors, kind "mpo-unshared"), and what the experts own (auxiliary tensors and biases, their own central tensors,
+/// or dense copies).</summary>
 public sealed record ExpertLayerCount(string Path, string Kind, int Experts, long Dense, long Router, long SharedCentral, long PerExpert)
 {
     /// <summary>Every parameter of the layer.</summary>
@@ -114,10 +115,11 @@ public static class ParameterCounting
         foreach (var m in new[] { layer.Input, layer.Output })
         {
             dense += (long)m.InFeatures * m.OutFeatures;
-            if (m is Experts.MpoExpertMatrices mpo) central += mpo.Central.numel();
+            // unshared central tensors (MPOE Table 3's "w/o PS") are the experts' own, counted with them
+            if (m is Experts.MpoExpertMatrices { SharesCentral: true } mpo) central += mpo.Central.numel();
         }
         long all = Count(layer).Total;
-        string kind = layer.Input is Experts.MpoExpertMatrices ? "mpo" : "dense";
+        string kind = layer.Input is Experts.MpoExpertMatrices e ? (e.SharesCentral ? "mpo" : "mpo-unshared") : "dense";
         return new ExpertLayerCount(path, kind, layer.Experts, dense, router, central, all - router - central);
     }
 

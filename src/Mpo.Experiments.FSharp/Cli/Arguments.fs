@@ -125,6 +125,7 @@ type FinetuneArgs =
     | Top_K of k: int
     | Capacity_Factor of c: float
     | Gradient_Mask of p_b: float
+    | No_Share_Central
     | Balance_Loss of weight: float
     | Z_Loss of weight: float
     interface IArgParserTemplate with
@@ -146,6 +147,7 @@ type FinetuneArgs =
             | Top_K _ -> "experts per token (default: switch and mpoe 1, moe 2)."
             | Capacity_Factor _ -> "each expert takes at most ⌈c·k·tokens/n⌉ tokens, the rest are dropped (default: switch, moe 1.25; mpoe no dropping)."
             | Gradient_Mask _ -> "mpoe: probability p_b that a step's update of the shared central tensors is skipped (default 0; 1 freezes them)."
+            | No_Share_Central -> "mpoe: every expert owns its central tensor instead of sharing one per FFN matrix (MPOE Table 3's w/o PS ablation; no gradient mask then)."
             | Balance_Loss _ -> "weight α of the load-balancing loss added to the task loss (default 0.01)."
             | Z_Loss _ -> "weight β of the router z-loss added to the task loss (default 0.001)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
@@ -273,12 +275,14 @@ type CountArgs =
     | Labels of n: int
     | Moe of kind: string
     | Experts of n: int
+    | No_Share_Central
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Config _ -> "a model's config.json (or a checkpoint folder holding one); no weights are read."
             | Moe _ -> "make every feed-forward block an MoE layer upcycled from it: mpoe (MPO experts sharing one central tensor), switch (top-1) or moe (top-2), dense experts."
             | Experts _ -> "experts per MoE layer with --moe (default 8)."
+            | No_Share_Central -> "with --moe mpoe: every expert owns its central tensor, (n − 1) more per FFN matrix (MPOE Table 3's w/o PS)."
             | Mpo _ -> "decompose MPOP's matrices: a preset (mpop, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration JSON file."
             | Architecture _ -> "HF class to count (default: the family's sequence-classification head; T5ForConditionalGeneration for T5)."
             | Labels _ -> "number of labels of the classification head (default: the config's, else 2)."

@@ -21,13 +21,17 @@ let run (args: ParseResults<CountArgs>) =
     let moe =
         match args.TryGetResult CountArgs.Moe, args.TryGetResult CountArgs.Experts with
         | None, Some _ -> invalidArg "--experts" "--experts needs --moe mpoe|switch|moe"
+        | None, None when args.Contains CountArgs.No_Share_Central -> invalidArg "--no-share-central" "--no-share-central needs --moe mpoe"
         | None, None -> None
         | Some _, Some n when n < 1 -> invalidArg "--experts" $"--experts must be at least 1, got {n}"
         | Some kind, n ->
             let kind =
                 try MoeTunerConfig.KindNamed(kind, "--moe", "--moe")
                 with :? InvalidTunerConfigException -> invalidArg "--moe" $"--moe: '{kind}' is not an MoE method (mpoe, switch, moe)"
-            Some(MoeTunerConfig.Of(kind, defaultArg n 8))
+            let share = not (args.Contains CountArgs.No_Share_Central)
+            if not share && kind <> MoeKind.Mpoe then
+                invalidArg "--no-share-central" $"--no-share-central is for --moe mpoe; {MoeTunerConfig.NameOf kind} has dense experts"
+            Some(MoeTunerConfig.Of(kind, defaultArg n 8, shareCentral = share))
     let tuners: IStructuralTuner list =
         match args.TryGetResult CountArgs.Mpo, moe with
         | None, None -> []
@@ -42,7 +46,8 @@ let run (args: ParseResults<CountArgs>) =
         | :? MpoTuner as mpo when not (isNull mpo.Config.Moe) ->
             let moe = mpo.Config.Moe
             printfn "MoE: %s, %d experts per layer, top-%d%s" (MoeTunerConfig.NameOf moe.Kind) moe.Options.Experts moe.Options.TopK
-                (if moe.ExpertKind = Mpo.Experts.ExpertKind.Mpo then sprintf ", MPO experts sharing one central tensor per FFN matrix (%d cores)" mpo.Config.Cores
+                (if moe.ExpertKind = Mpo.Experts.ExpertKind.Mpo && moe.ShareCentral then sprintf ", MPO experts sharing one central tensor per FFN matrix (%d cores)" mpo.Config.Cores
+                 elif moe.ExpertKind = Mpo.Experts.ExpertKind.Mpo then sprintf ", MPO experts each owning its central tensor (%d cores; no sharing)" mpo.Config.Cores
                  else ", dense experts")
         | :? MpoTuner as mpo ->
             printfn "MPO: %s, %d cores, central tensors %s" (mpo.Config.Preset |> Option.ofObj |> Option.defaultValue (args.GetResult CountArgs.Mpo))

@@ -36,7 +36,7 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
     only experts [ "--experts", args.Contains FinetuneArgs.Experts; "--top-k", args.Contains FinetuneArgs.Top_K
                    "--capacity-factor", args.Contains FinetuneArgs.Capacity_Factor; "--balance-loss", args.Contains FinetuneArgs.Balance_Loss
                    "--z-loss", args.Contains FinetuneArgs.Z_Loss ]
-    only [ "mpoe" ] [ "--gradient-mask", args.Contains FinetuneArgs.Gradient_Mask ]
+    only [ "mpoe" ] [ "--gradient-mask", args.Contains FinetuneArgs.Gradient_Mask; "--no-share-central", args.Contains FinetuneArgs.No_Share_Central ]
     if not (List.contains name TrialJson.methodNames) then
         invalidArg "method" (sprintf "--method '%s' is not a method (known: %s)" name (String.Join(", ", TrialJson.methodNames)))
     // required values, named by their flag rather than by the spec's field
@@ -73,6 +73,7 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
               "top_k", args.TryGetResult FinetuneArgs.Top_K |> Option.map node
               "capacity_factor", args.TryGetResult FinetuneArgs.Capacity_Factor |> Option.map node
               "gradient_mask", args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map node
+              "share_central", (if args.Contains FinetuneArgs.No_Share_Central then Some(node false) else None)
               "balance_loss", args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map node
               "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node ]
         | _ -> []   // full: no hyper-parameters of its own

@@ -46,7 +46,10 @@ type ExpertSettings =
       /// "skip_step", "mask_update" or "mask_gradient" (Mpo.Experts.GradientMaskMode).
       GradientMaskMode: string
       /// Cores of the MPO experts' decomposition (MPOE Table 4's m).
-      Cores: int }
+      Cores: int
+      /// MPOE's parameter sharing (P2 §3.1): one central tensor per FFN matrix shared by the experts; false: every
+      /// expert owns one (MPOE Table 3's "w/o PS"). MPOE only; specs write it only when false.
+      ShareCentral: bool }
 
 /// An MoE method's defaults with n experts: its preset's routing and losses, no gradient mask, 5 cores.
 let expertDefaults (kind: Mpo.Tuning.MoeKind) (experts: int) =
@@ -59,7 +62,8 @@ let expertDefaults (kind: Mpo.Tuning.MoeKind) (experts: int) =
       Jitter = o.JitterNoise
       GradientMask = 0.0
       GradientMaskMode = "skip_step"
-      Cores = 5 }
+      Cores = 5
+      ShareCentral = true }
 
 /// What a trial trains and how.
 [<RequireQualifiedAccess>]
@@ -84,7 +88,8 @@ type Method =
     | Switch of ExpertSettings
     /// "+MoE": Shazeer-style top-2, dense experts.
     | Moe of ExpertSettings
-    /// MPOE: MPO experts sharing one central tensor per FFN matrix, with the gradient mask.
+    /// MPOE: MPO experts sharing one central tensor per FFN matrix, with the gradient mask (or, ShareCentral false,
+    /// each owning one: Table 3's "w/o PS").
     | Mpoe of ExpertSettings
 
     /// The method's name in specs, IDs and tables.
@@ -209,7 +214,12 @@ let expertProblems (t: Trial) =
               "method.gradient_mask", sprintf "masks the shared central tensors of MPO experts; %s has dense experts" t.Method.Name
           if not (List.contains e.GradientMaskMode [ "skip_step"; "mask_update"; "mask_gradient" ]) then
               "method.gradient_mask_mode", sprintf "'%s' is not one of skip_step, mask_update, mask_gradient" e.GradientMaskMode
-          if e.Cores < 2 then "method.cores", sprintf "an MPO needs at least 2 cores, got %d" e.Cores ]
+          if e.Cores < 2 then "method.cores", sprintf "an MPO needs at least 2 cores, got %d" e.Cores
+          if not e.ShareCentral && t.Method.Name <> "mpoe" then
+              "method.share_central", sprintf "is about the central tensors of MPO experts; %s has dense experts" t.Method.Name
+          // the mask corrects the shared tensor's unbalanced updates (P2 §3.2): unshared experts have none to correct
+          if not e.ShareCentral && e.GradientMask > 0.0 then
+              "method.gradient_mask", "masks the shared central tensor; with share_central false every expert owns its central tensor and there is none to mask" ]
     | _ -> []
 
 /// What is wrong with a trial as (field path, message) pairs; empty when it can run. Paths are the spec's

@@ -77,6 +77,12 @@ let readString (path: string) (node: JsonNode) =
     | JsonValueKind.String -> node.GetValue<string>()
     | _ -> fail path (sprintf "must be a string, got %s" (if isNull node then "null" else node.ToJsonString()))
 
+let readBool (path: string) (node: JsonNode) =
+    match kind node with
+    | JsonValueKind.True -> true
+    | JsonValueKind.False -> false
+    | _ -> fail path (sprintf "must be true or false, got %s" (if isNull node then "null" else node.ToJsonString()))
+
 let optional (o: JsonObject) (key: string) : JsonNode option =
     let mutable v: JsonNode = null
     if o.TryGetPropertyValue(key, &v) && not (isNull v) then Some v else None
@@ -120,7 +126,7 @@ let methodNames =
       (Method.MpopDir(defaultMpoTuning, 1L)).Name; "lora"; "svd"; "last-layers"; "switch"; "moe"; "mpoe" ]
 
 /// The fields of an MoE method (ExpertSettings), as specs write them.
-let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores" ]
+let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores"; "share_central" ]
 
 /// `{"name": "mpoe", "experts": 8, "gradient_mask": 0.5, ...}`: absent fields take the method's preset (with its
 /// experts); `"capacity_factor": null` is no dropping.
@@ -137,7 +143,8 @@ let readExperts (path: string) (kind: Mpo.Tuning.MoeKind) (o: JsonObject) =
       Jitter = get "jitter" readFloat d.Jitter
       GradientMask = get "gradient_mask" readFloat d.GradientMask
       GradientMaskMode = get "gradient_mask_mode" readString d.GradientMaskMode
-      Cores = get "cores" readInt d.Cores }
+      Cores = get "cores" readInt d.Cores
+      ShareCentral = get "share_central" readBool d.ShareCentral }
 
 let writeExperts (o: JsonObject) (e: ExpertSettings) =
     o.["experts"] <- JsonValue.Create e.Experts
@@ -149,6 +156,8 @@ let writeExperts (o: JsonObject) (e: ExpertSettings) =
     o.["gradient_mask"] <- JsonValue.Create e.GradientMask
     o.["gradient_mask_mode"] <- JsonValue.Create e.GradientMaskMode
     o.["cores"] <- JsonValue.Create e.Cores
+    // only when off: trials written before the switch existed keep their JSON, hence their IDs
+    if not e.ShareCentral then o.["share_central"] <- JsonValue.Create false
 
 /// A baseline's hyper-parameters, read by its C# configuration (the field names of its adapter_config.json); a
 /// problem names the field under the method's path.

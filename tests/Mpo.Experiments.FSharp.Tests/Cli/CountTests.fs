@@ -34,6 +34,22 @@ let tests =
             Expect.stringContains table.Out "| mpo experts × 8 |     24 | 113,246,208 | 147,648 |    113,246,208 |   70,932,480 | 184,326,336 |" "per-role table"
             Expect.equal (lastLine table.Out) "trainable params: 293,983,680 || all params: 293,983,680 || trainable%: 100.0000" "peft's line counts the routers" }
 
+        test "MPOE without parameter sharing (Table 3's w/o PS): --no-share-central adds (n − 1) central tensors of 2,359,296 per FFN matrix" {
+            let t5 = repoFile "data/configs/models/t5-base.json"
+            let withoutRouters (out: string) =
+                let line = out.Split('\n') |> Array.find (fun l -> l.StartsWith "without routers: ")
+                int64 (line.Split(' ').[2].Replace(",", ""))
+            for n in [ 4; 8 ] do
+                let shared = mpo "." [ "count"; "--config"; t5; "--moe"; "mpoe"; "--experts"; string n ]
+                let unshared = mpo "." [ "count"; "--config"; t5; "--moe"; "mpoe"; "--experts"; string n; "--no-share-central" ]
+                Expect.equal unshared.Code 0 unshared.Err
+                // at full bonds a central tensor holds as many parameters as the matrix (spec §5.4); 48 FFN matrices
+                Expect.equal (withoutRouters unshared.Out) (withoutRouters shared.Out + int64 (n - 1) * 48L * 2_359_296L) $"n = {n}"
+            let eight = mpo "." [ "count"; "--config"; t5; "--moe"; "mpoe"; "--experts"; "8"; "--no-share-central" ]
+            Expect.stringContains eight.Out "without routers: 1,086,559,488 parameters; routers: 147,648" "T5-base, 8 unshared MPO experts"
+            Expect.stringContains eight.Out "| mpo-unshared experts × 8 |     24 | 113,246,208 | 147,648 |              0 |" "no shared central in the table"
+            Expect.stringContains eight.Out "each owning its central tensor" "the MoE line says so" }
+
         testList "bad input: exit code 2, naming the file, field or argument" [
             let case name (args: string -> string list) (fragment: string -> string) =
                 test name {
@@ -52,5 +68,7 @@ let tests =
             case "an unknown MoE method" (fun _ -> [ "--config"; albert; "--moe"; "mixtral" ]) (fun _ -> "--moe")
             case "--experts without --moe" (fun _ -> [ "--config"; albert; "--experts"; "4" ]) (fun _ -> "--experts")
             case "zero experts" (fun _ -> [ "--config"; albert; "--moe"; "mpoe"; "--experts"; "0" ]) (fun _ -> "--experts")
+            case "--no-share-central on dense experts" (fun _ -> [ "--config"; albert; "--moe"; "switch"; "--no-share-central" ]) (fun _ -> "--no-share-central is for --moe mpoe")
+            case "--no-share-central without --moe" (fun _ -> [ "--config"; albert; "--no-share-central" ]) (fun _ -> "--no-share-central needs --moe mpoe")
         ]
     ]

@@ -145,6 +145,25 @@ let tests =
                 Expect.isTrue (dropped |> List.forall (fun (_, d) -> d.[0] = 0.0 && d.[1] > 0.0)) "MPOE drops nothing; real tokens counted")
         }
 
+        // MPOE Table 3's "w/o PS": every expert owns its central tensor; the run trains and counts n centrals per matrix.
+        yield test "mpo finetune --method mpoe --no-share-central: T5 with unshared MPO experts trains; its parameters are those of its configuration" {
+            inTempDir (fun dir ->
+                let r, out =
+                    finetuneOn dir writeSeparableTask "tiny-t5"
+                        [ "--task"; "spam"; "--method"; "mpoe"; "--experts"; "3"; "--no-share-central"
+                          "--steps"; "2"; "--epochs"; "1"; "--max-length"; "16"; "--train-examples"; "16" ]
+                let config = Mpo.Models.ModelRegistry.ReadConfigFile(repoFile "models/tiny-t5")
+                let count share =
+                    let e = { Mpo.Experiments.Specs.Trial.expertDefaults Mpo.Tuning.MoeKind.Mpoe 3 with ShareCentral = share }
+                    let tuner = Mpo.Tuning.MpoTuner(Mpo.Experiments.FineTuning.ExpertMethods.tunerConfig Mpo.Tuning.MoeKind.Mpoe e)
+                    Mpo.Tuning.ParameterCounting.FromConfig(config, "T5ForConditionalGeneration", [ tuner ])
+                let unshared, shared = count false, count true
+                Expect.equal (number r [ "parameters" ]) (float unshared.Parameters.Total) "the unshared configuration's count"
+                Expect.isGreaterThan unshared.Parameters.Total shared.Parameters.Total "more than the shared experts'"
+                let record = Directory.GetFiles(Path.Combine(out, "store", "trials"), "*.json") |> Array.exactlyOne
+                Expect.stringContains (File.ReadAllText record) "\"share_central\": false" "the trial records the switch")
+        }
+
         yield test "bad input: unknown model, a language-modelling task, a task without data, unlabelled dev split" {
             inTempDir (fun dir ->
                 let bad args fragment =
