@@ -32,6 +32,7 @@ type Args =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Table2 of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Cp of ParseResults<BenchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Lfa of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Squeeze of ParseResults<BenchArgs>
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -47,6 +48,7 @@ type Args =
             | Moe _ -> "MoE layer forward+backward: MPOE against dense-expert Switch at 4-64 experts and the base FFN."
             | Cp _ -> "CP-ALS per sweep on a 30522×384 embedding as a 5-way tensor, ranks 50-400, against its GEMM floor."
             | Lfa _ -> "training step of MPOP's lightweight fine-tuning and LoRA against full fine-tuning of the same BERT-base: time, peak RSS, AdamW state."
+            | Squeeze _ -> "one cut of MPOP's dimension squeezing on BERT-base: choosing the bond, truncating the layer, refreshing AdamW, against one LFA training step."
             | Table2 _ -> "MPOP Table 2: FLOPs per token (cost model) and measured lookup and x·Wᵀ time of SVD, MPO, CP and Tucker at matched parameters."
 
 let private section (opts: Options) (machine: Machine.Machine) name (run: Options -> 'R list) (markdown: bool -> 'R list -> string) =
@@ -72,7 +74,7 @@ let main argv =
         let command = args.GetSubCommand()
         let sub =
             match command with
-            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a | Tune a | Moe a | Table2 a | Cp a | Lfa a -> a
+            | Decompose a | Linear a | All a | Crossover a | Train a | Memory a | Encode a | Tune a | Moe a | Table2 a | Cp a | Lfa a | Squeeze a -> a
         let opts =
             { Quick = sub.Contains BenchArgs.Quick
               OutDir = sub.GetResult(BenchArgs.Out, defaultValue = "out/bench")
@@ -94,6 +96,7 @@ let main argv =
         | Table2 _ -> section opts machine "table2" Table2Bench.run Table2Bench.markdown
         | Cp _ -> section opts machine "cp" CpBench.run CpBench.markdown
         | Lfa _ -> section opts machine "lfa" LfaBench.run LfaBench.markdown
+        | Squeeze _ -> section opts machine "squeeze" SqueezeBench.run SqueezeBench.markdown
         | All _ ->
             section opts machine "decompose" DecomposeBench.run DecomposeBench.markdown
             section opts machine "linear" LinearBench.run LinearBench.markdown
