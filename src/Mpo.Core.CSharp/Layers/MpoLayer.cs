@@ -218,19 +218,41 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var dtype = Central.dtype;
         using var gauged = Gauged();
         using var truncated = gauged.TruncateMeasured(spec);
-        spectra = truncated.Mpo.Spectra.Select(s => s.ToArray()).ToArray();
+        Adopt(truncated.Mpo);
+        return truncated.Report;
+    }
+
+    /// <summary>
+    /// <see cref="Truncate"/> without the measurement: the same re-gauge and cut, but the dense matrix is not rebuilt
+    /// twice to measure the error. Dimension squeezing (MPOP §4.4) ranks its cuts by the stored Schmidt values and judges
+    /// them by the loss, never by a measured matrix error, and for BERT's 30522 × 384 word embedding those two
+    /// reconstructions cost as much as the cut's sweeps.
+    /// </summary>
+    public void Squeeze(TruncationSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var gauged = Gauged();
+        using var truncated = gauged.Truncate(spec);
+        Adopt(truncated);
+    }
+
+    /// <summary>Swaps the cores' storage for <paramref name="truncated"/>'s (same parameter objects) and keeps its
+    /// spectra; each core is marked replaced and its gradient cleared.</summary>
+    void Adopt(MatrixProductOperator truncated)
+    {
+        var dtype = Central.dtype;
+        spectra = truncated.Spectra.Select(s => s.ToArray()).ToArray();
         var live = cores;
         for (int k = 0; k < live.Length; k++)
         {
-            var replacement = truncated.Mpo.Cores[k].to(dtype, live[k].device).contiguous();
+            var replacement = truncated.Cores[k].to(dtype, live[k].device).contiguous();
             live[k].set_(replacement);
             live[k].grad = null;
             Training.ParameterReplacement.MarkReplaced(live[k]);
         }
-        return truncated.Report;
     }
 
 }

@@ -219,7 +219,7 @@ public sealed class DimensionSqueezing : TrainerCallback
             target.Factorization.CheckBonds(wanted, nameof(bonds));
             if (wanted.Zip(layer.Bonds).Any(p => p.First > p.Second))
                 throw new ArgumentException($"'{path}': bonds [{string.Join(",", wanted)}] exceed its current [{string.Join(",", layer.Bonds)}]", nameof(bonds));
-            layer.Truncate(new TruncationSpec.PerBond(wanted[1..^1]));
+            layer.Squeeze(new TruncationSpec.PerBond(wanted[1..^1]));
         }
     }
 
@@ -289,7 +289,7 @@ public sealed class DimensionSqueezing : TrainerCallback
         var layer = tuned.Layer(choice.Target);
         var bonds = layer.Bonds.ToArray();
         bonds[choice.Bond]--;
-        layer.Truncate(new TruncationSpec.PerBond(bonds[1..^1]));
+        layer.Squeeze(new TruncationSpec.PerBond(bonds[1..^1]));
         context.RefreshParameters();
         trajectory.Add(new SqueezeCut(trajectory.Count + 1, context.Step, choice.Target.Path, choice.Bond, bonds[choice.Bond], choice.Estimate,
                                       ParameterCounting.Count(tuned.Model).Total, double.NaN, true));

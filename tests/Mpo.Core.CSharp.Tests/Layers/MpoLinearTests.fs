@@ -154,4 +154,32 @@ let tests =
         test "bias of the wrong shape is refused" {
             use w = gaussian 1 [ 48L; 48L ] torch.float64
             Expect.throwsT<ArgumentException> (fun () -> MpoLinear.FromWeight(w, torch.zeros(47L, dtype = torch.float64), factors) |> ignore) "bias [47]" }
+
+        test "Squeeze (no measurement) cuts one unit of a trained layer at exactly its smallest Schmidt value, as Truncate does" {
+            let f = MpoFactorization([| 2; 4; 2 |], [| 4; 2; 3 |])
+            use w = compressible f 0.5 21 torch.float64
+            use layer = MpoLinear.FromWeight(w, null, f)
+            use twin = MpoLinear.FromWeight(w, null, f)
+            let train () =
+                use _ = torch.no_grad()
+                for a, b in Seq.zip layer.Cores twin.Cores do
+                    use step = gaussian 22 (List.ofArray a.shape) torch.float64 * 0.05
+                    a.add_(step) |> ignore
+                    b.add_(step) |> ignore
+            train ()
+            // re-gauge without cutting, so the stored spectra are the trained matrix's own Schmidt values
+            layer.Truncate(TruncationSpec.PerBond(layer.Bonds.[1 .. layer.Bonds.Length - 2])) |> ignore
+            twin.Truncate(TruncationSpec.PerBond(twin.Bonds.[1 .. twin.Bonds.Length - 2])) |> ignore
+            let bond = layer.CentralIndex   // the bond right of the central tensor
+            let smallest = layer.Spectra.[bond - 1] |> Array.last
+            use before = layer.Weight()
+            let wanted = layer.Bonds.[1 .. layer.Bonds.Length - 2]
+            wanted.[bond - 1] <- wanted.[bond - 1] - 1
+            layer.Squeeze(TruncationSpec.PerBond wanted)
+            let report = twin.Truncate(TruncationSpec.PerBond wanted)
+            use after = layer.Weight()
+            expectClose 1e-9 (frobenius after before) smallest "one bond, one unit: the error is that bond's dropped Schmidt value"
+            Expect.equal layer.Bonds twin.Bonds "same bonds as Truncate"
+            Expect.isLessThan (relativeError after (twin.Weight())) 1e-12 "same matrix as Truncate"
+            expectClose 1e-9 report.ActualError.Value smallest "Truncate measures the same error" }
     ]
