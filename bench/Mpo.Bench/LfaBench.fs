@@ -45,6 +45,14 @@ let private methods quick : (string * (PretrainedModel -> ParameterGroupRule lis
           LoraTuner(LoraConfig(R = 8, LoraAlpha = 16.0)).Apply m |> ignore
           [] ]
 
+/// One training step as every training bench times it: forward on the batch, backward, the project's AdamW.
+let trainingStep (model: PretrainedModel) (optimizer: AdamW) (ids: torch.Tensor) (labels: torch.Tensor) =
+    use scope = torch.NewDisposeScope()
+    optimizer.ZeroGrad()
+    let out = model.forward (ModelInputs(ids, Labels = labels))
+    out.Loss.backward ()
+    optimizer.Step()
+
 let run (opts: Options) =
     let batch, sequence, warmup, timed = if opts.Quick then 4, 32, 1, 3 else 8, 128, 2, 5
     let cfg = config opts.Quick
@@ -59,12 +67,7 @@ let run (opts: Options) =
         model.train ()
         let count = ParameterCounting.Count model
         let optimizer = AdamW(ParameterGroups.Build(model, 1e-4, 0.01, rules))
-        let step () =
-            use scope = torch.NewDisposeScope()
-            optimizer.ZeroGrad()
-            let out = model.forward (ModelInputs(ids, Labels = labels))
-            out.Loss.backward ()
-            optimizer.Step()
+        let step () = trainingStep model optimizer ids labels
         let times, baseline, peak =
             Memory.peakDuring (fun () ->
                 [| for i in 1 .. warmup + timed ->

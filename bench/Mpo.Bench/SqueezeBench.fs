@@ -81,12 +81,7 @@ let run (opts: Options) =
     let groups () = ParameterGroups.Build(model, 1e-4, 0.01, rules)
     use optimizer = new AdamW(groups ())
     model.train ()
-    let step () =
-        use scope = torch.NewDisposeScope()
-        optimizer.ZeroGrad()
-        let out = model.forward (ModelInputs(ids, Labels = labels))
-        out.Loss.backward ()
-        optimizer.Step()
+    let step () = LfaBench.trainingStep model optimizer ids labels
     for _ in 1 .. warmup do step ()
     let rounds =
         withProgress opts "squeeze" (float cuts) (fun progress ->

@@ -28,6 +28,16 @@ public sealed class WeightCache : IDisposable
     /// <summary>Whether this process can read tensor versions (and so caches at all).</summary>
     public static bool Supported => TensorVersion.Supported;
 
+    /// <summary>Whether a call on <paramref name="cores"/> may be served a cached weight: versions are readable and no
+    /// gradient is wanted through any core (grad mode off, or every core frozen).</summary>
+    public static bool Serves(IReadOnlyList<Tensor> cores)
+    {
+        if (!Supported || !is_grad_enabled()) return Supported;
+        for (int k = 0; k < cores.Count; k++)
+            if (cores[k].requires_grad) return false;
+        return true;
+    }
+
     /// <summary>Whether a call now would be served from the cache for <paramref name="cores"/>.</summary>
     public bool IsValidFor(IReadOnlyList<Tensor> cores)
     {

@@ -270,7 +270,7 @@ public sealed class MpoExpertMatrices : ExpertMatrices
     {
         var cores = Cores(expert);
         var bias = experts[expert].Bias;
-        if (Path == ContractionPath.Auto && CacheWeights && WeightCache.Supported && !(is_grad_enabled() && cores.Any(c => c.requires_grad)))
+        if (Path == ContractionPath.Auto && CacheWeights && WeightCache.Serves(cores))
         {
             if (caches.Length != Count) caches = Enumerable.Range(0, Count).Select(_ => new WeightCache()).ToArray();
             return nn.functional.linear(x, caches[expert].Get(cores, () => MpoContraction.Reconstruct(cores, Factorization)), bias);

@@ -133,7 +133,7 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     protected Tensor? InferenceWeight()
     {
         var live = cores;
-        if (!CacheWeight || !Contraction.WeightCache.Supported || (is_grad_enabled() && live.Any(c => c.requires_grad)))
+        if (!CacheWeight || !Contraction.WeightCache.Serves(live))
         {
             weightCache.Clear();
             return null;
