@@ -100,19 +100,22 @@ public static class CostModel
         return new PathCost(ContractionPath.Reconstruct, macs, copied, peak, training ? weight : 0) { Calls = calls };
     }
 
-    /// <summary>Cost of producing <paramref name="count"/> rows of W without forming it (embedding lookup): per row,
-    /// the chain [j_1⋯j_{k-1}, d_{k-1}] · [d_{k-1}, j_k d_k] over the cores sliced at the row's digits.</summary>
+    /// <summary>Cost of producing <paramref name="count"/> distinct rows of W without forming it (embedding lookup):
+    /// per row, the chain [j_1⋯j_{k-1}, d_{k-1}] · [d_{k-1}, j_k d_k] with the core sliced at the row's digit (an upper
+    /// bound: rows sharing leading digits share the chain's first steps), and each step gathers the parent states.</summary>
     public static PathCost Rows(MpoFactorization f, IReadOnlyList<int> bonds, long count, bool training)
     {
-        double perRow = 0, width = 1, peak = 0;
+        double perRow = 0, width = 1, peak = 0, gathered = 0;
         for (int k = 0; k < f.CoreCount; k++)
         {
             perRow += width * bonds[k] * f.ColFactors[k] * bonds[k + 1];
+            gathered += width * bonds[k];
             width *= f.ColFactors[k];
             peak = Math.Max(peak, width * bonds[k + 1]);
         }
-        double macs = perRow * count, copied = count * (double)f.ParameterCount(bonds) / Math.Max(1, f.PaddedRows) * f.CoreCount;
-        int calls = 3 * f.CoreCount;
+        double macs = perRow * count, copied = count * gathered;
+        // one GEMM per digit value per core
+        int calls = f.RowFactors.Sum() + f.CoreCount;
         if (training) { macs *= 3; copied *= 2; calls *= 3; }
         return new PathCost(ContractionPath.Factorized, macs, copied, peak * count, training ? peak * count : 0) { Calls = calls };
     }

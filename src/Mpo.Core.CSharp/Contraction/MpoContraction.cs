@@ -119,25 +119,50 @@ public static class MpoContraction
     }
 
     /// <summary>
-    /// Rows <paramref name="indices"/> of W without forming W (embedding lookup): each core is sliced at the row digit
-    /// of every index, and the slices are chained per index. Cost grows with the number of indices, not the vocabulary.
+    /// Rows <paramref name="indices"/> of W without forming W (embedding lookup). Cost grows with the number of
+    /// distinct indices, not the vocabulary: repeated ids are contracted once, and rows that share leading digits
+    /// share the chain's prefix. The chain runs over a trie of the distinct rows' digits: level k holds one state
+    /// [j_1⋯j_k, d_k] per distinct prefix (i_1, …, i_k), and the states of level k+1 are made digit value by digit value
+    /// — every prefix whose next digit is v is multiplied by the same core slice T⁽ᵏ⁺¹⁾[:, v, :, :] in one GEMM — so no
+    /// core slice is ever copied per row (a per-row gather of the central tensor costs more than rebuilding W).
     /// </summary>
     public static Tensor RowsFactorized(Tensor indices, IReadOnlyList<Tensor> cores, MpoFactorization f)
     {
         int n = f.CoreCount;
         using var scope = NewDisposeScope();
         var flat = indices.reshape(-1).to(ScalarType.Int64);
-        long count = flat.shape[0];
-        var digits = RowDigits(flat, f);
-        // state [count, j_1⋯j_k, d_k]
-        var state = cores[0].index_select(1, digits[0]).permute(1, 0, 2, 3).reshape(count, f.ColFactors[0], cores[0].shape[3]);
+        var (distinct, inverse, _) = unique(flat, sorted: true, return_inverse: true);
+        // prefixes[k] = the distinct values of row / (i_{k+2}⋯i_n): the trie's level k (sorted, as unique returns them)
+        var prefixes = new Tensor[n];
+        prefixes[n - 1] = distinct;
+        for (int k = n - 2; k >= 0; k--)
+            prefixes[k] = unique(prefixes[k + 1].div(f.RowFactors[k + 1], rounding_mode: RoundingMode.floor), sorted: true).output;
+        // level 0: [P_0, j_1, d_1]
+        var state = cores[0].index_select(1, prefixes[0]).permute(1, 0, 2, 3).reshape(prefixes[0].shape[0], f.ColFactors[0], cores[0].shape[3]);
         for (int k = 1; k < n; k++)
         {
-            var slice = cores[k].index_select(1, digits[k]).permute(1, 0, 2, 3); // [count, d, j, d']
-            state = state.bmm(slice.reshape(count, slice.shape[1], -1)).reshape(count, -1, cores[k].shape[3]);
+            long i = f.RowFactors[k], j = f.ColFactors[k], d = cores[k].shape[0], dNext = cores[k].shape[3];
+            long width = state.shape[1];
+            var parent = searchsorted(prefixes[k - 1], prefixes[k].div(i, rounding_mode: RoundingMode.floor));
+            var digit = prefixes[k].remainder(i);
+            var parts = new List<Tensor>();
+            var order = new List<Tensor>();
+            for (long v = 0; v < i; v++)
+            {
+                var members = digit.eq(v).nonzero().reshape(-1);
+                long m = members.shape[0];
+                if (m == 0) continue;
+                var s = state.index_select(0, parent.index_select(0, members)).reshape(m * width, d);
+                var slice = cores[k].select(1, v).reshape(d, j * dNext);
+                parts.Add(s.matmul(slice).reshape(m, width * j, dNext));
+                order.Add(members);
+            }
+            // back to the sorted order of the level's prefixes
+            var position = argsort(cat(order.ToArray()));
+            state = cat(parts.ToArray()).index_select(0, position);
         }
-        var rows = state.reshape(count, f.PaddedCols);
+        var rows = state.reshape(distinct.shape[0], f.PaddedCols);
         if (f.Cols != f.PaddedCols) rows = rows.narrow(1, 0, f.Cols);
-        return rows.reshape(indices.shape.Append((long)f.Cols).ToArray()).MoveToOuterDisposeScope();
+        return rows.index_select(0, inverse!).reshape(indices.shape.Append((long)f.Cols).ToArray()).MoveToOuterDisposeScope();
     }
 }

@@ -73,7 +73,14 @@ public sealed class MpoEmbedding : MpoLayer
         var path = Path;
         if (path == ContractionPath.Auto)
         {
-            var lookup = CostModel.Rows(Factorization, Bonds, indices.numel(), training);
+            // the lookup contracts each distinct id once
+            long distinct;
+            using (var flat = indices.reshape(-1))
+            {
+                var (values, _, _) = unique(flat);
+                using (values) distinct = values.numel();
+            }
+            var lookup = CostModel.Rows(Factorization, Bonds, distinct, training);
             var rebuild = CostModel.Reconstruct(Factorization, Bonds, 0, training);
             path = lookup.Effective < rebuild.Effective ? ContractionPath.Factorized : ContractionPath.Reconstruct;
         }
