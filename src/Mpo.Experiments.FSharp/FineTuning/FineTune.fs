@@ -247,6 +247,8 @@ type private Scoring =
       BestMode: MetricMode
       /// The dev split's mean loss (squeezing's p and p̃).
       DevLoss: unit -> float
+      /// Metrics of the model as the method hands it to the trainer, measured before the first update.
+      Before: unit -> Map<string, float>
       /// The test split's metrics, the answers that were no answer, the examples scored, the majority-class accuracy,
       /// and metrics of the task's own (the continuations sampled).
       Test: unit -> Scores * int * int * float * Map<string, float> }
@@ -297,6 +299,7 @@ let private classification (f: Formulation) (tokenizer: ITextTokenizer) (task: T
           Evaluate = evaluate
           BestMode = MetricMode.Max
           DevLoss = devLoss
+          Before = fun () -> Map.empty
           Test = test }
 
 /// A language-modelling task for a causal LM (MPOE's NLG rows): blocks of max_length tokens cut from the chosen
@@ -312,7 +315,7 @@ let private languageModeling (tokenizer: ITextTokenizer) (task: TextTask) (dataF
     let train = blocks (split "train" settings.TrainExamples)
     let dev = blocks (split "dev" settings.DevExamples)
     let testSplit = split "test" settings.TestExamples
-    let test = blocks testSplit
+    let testBlocks = blocks testSplit
     let c = LanguageModeling.continuations
     if c.PromptTokens + c.ContinuationTokens > maxLength then
         invalidArg "max_length" (sprintf "training.max_length %d is shorter than a continuation's prompt (%d tokens) and reference (%d tokens)" maxLength c.PromptTokens c.ContinuationTokens)
@@ -326,9 +329,9 @@ let private languageModeling (tokenizer: ITextTokenizer) (task: TextTask) (dataF
             [ "perplexity", ppl; "loss", log ppl ]
         let test () =
             let samples = LanguageModeling.sample model tokenizer c settings.Seed prompts
-            readOnlyDict (scores test @ LanguageModeling.bleuScores prompts samples),
+            readOnlyDict (scores testBlocks @ LanguageModeling.bleuScores prompts samples),
             0, testSplit.Examples.Count, nan,
-            Map.ofList [ "test_prompts", float prompts.Length; "test_blocks", float test.Count ]
+            Map.ofList [ "test_prompts", float prompts.Length; "test_blocks", float testBlocks.Count ]
         let batchesPerEpoch, batches = trainingBatches train collator settings
         { BatchesPerEpoch = batchesPerEpoch
           Batches = batches
@@ -336,6 +339,8 @@ let private languageModeling (tokenizer: ITextTokenizer) (task: TextTask) (dataF
           Evaluate = fun () -> readOnlyDict (scores dev)
           BestMode = MetricMode.Min
           DevLoss = fun () -> log (LanguageModeling.perplexity model collator settings.BatchSize dev)
+          // what fine-tuning changed: the pre-trained model's (upcycled experts start as copies of its MLP)
+          Before = fun () -> Map.ofList [ "initial_test_perplexity", LanguageModeling.perplexity model collator settings.BatchSize testBlocks ]
           Test = test }
 
 /// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c> by <c>method</c>; the train/dev/test TSV files
@@ -394,6 +399,8 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
     let loss (batch: TokenBatch) =
         let inputs = batch.ToModelInputs()
         applied.Loss inputs (fun () -> LossOutput((model.forward inputs).Loss, scoring.Tokens batch))
+    // before the trainer exists: a resumed run loads its checkpoint in RunOrResume, after this
+    let before = scoring.Before ()
     use trainer = new Trainer<TokenBatch>(model, options, scoring.Batches, Func<_, _> loss, Func<_> scoring.Evaluate, applied.Callbacks, progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
@@ -418,4 +425,4 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       TestExamples = testExamples
       MajorityTestAccuracy = majority
       Series = series
-      MethodMetrics = Map.fold (fun acc k v -> Map.add k v acc) methodMetrics taskMetrics }
+      MethodMetrics = [ before; taskMetrics ] |> List.fold (Map.fold (fun acc k v -> Map.add k v acc)) methodMetrics }

@@ -58,11 +58,12 @@ let sample (model: PretrainedModel) (tokenizer: ITextTokenizer) (c: Continuation
             let generated = sequences.[r * width + c.PromptTokens .. (r + 1) * width - 1] |> Array.map int
             yield Bleu.Words(tokenizer.Decode(generated, skipSpecialTokens = true)) ]
 
+/// The names of bleuScores' metrics.
+let continuationMetrics = [ "bleu2"; "bleu4"; "self_bleu2" ]
+
 /// The NLG scores of sampled continuations: corpus BLEU-2 and BLEU-4 against the references (one each) and
 /// Self-BLEU-2 of the samples, all ε-smoothed (BleuSmoothing.Epsilon), in [0, 1].
 let bleuScores (prompts: Prompt list) (samples: string[] list) =
     let hypotheses = [| for s in samples -> s :> IReadOnlyList<string> |]
     let references = [| for p in prompts -> [| p.Reference :> IReadOnlyList<string> |] :> IReadOnlyList<IReadOnlyList<string>> |]
-    [ "bleu2", Bleu.Corpus(references, hypotheses, 2)
-      "bleu4", Bleu.Corpus(references, hypotheses, 4)
-      "self_bleu2", Bleu.Self(hypotheses, 2) ]
+    List.zip continuationMetrics [ Bleu.Corpus(references, hypotheses, 2); Bleu.Corpus(references, hypotheses, 4); Bleu.Self(hypotheses, 2) ]

@@ -85,6 +85,7 @@ let tests =
                 let metric (k: string) = record.["metrics"].[k].GetValue<float>()
                 Expect.floatClose Accuracy.high (metric "test.perplexity") (exp (metric "test.loss")) "perplexity = exp(mean NLL)"
                 Expect.isGreaterThan (metric "test.perplexity") 1.0 "a perplexity"
+                Expect.isGreaterThan (metric "initial_test_perplexity") 1.0 "the perplexity before fine-tuning"
                 for k in [ "test.bleu2"; "test.bleu4"; "test.self_bleu2" ] do
                     Expect.isTrue (metric k >= 0.0 && metric k <= 1.0) $"{k} in [0, 1]"
                 Expect.isLessThanOrEqual (metric "test.bleu4") (metric "test.bleu2") "BLEU-4 ≤ BLEU-2 here (higher orders match less)"
