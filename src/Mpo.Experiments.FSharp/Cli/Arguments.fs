@@ -118,6 +118,7 @@ type FinetuneArgs =
     | Target_Parameters of n: int64
     | Max_Cuts of n: int
     | Dev_Examples of n: int
+    | Test_Examples of n: int
     | Rank of r: int
     | Lora_Alpha of alpha: float
     | Layers of k: int
@@ -140,6 +141,7 @@ type FinetuneArgs =
             | Target_Parameters _ -> "mpop: stop squeezing at this many parameters; mpop-dir (required): the size to truncate to before fine-tuning."
             | Max_Cuts _ -> "mpop: stop after this many cuts."
             | Dev_Examples _ -> "evaluate on N dev examples drawn with --seed (slow models)."
+            | Test_Examples _ -> "score N test examples drawn with --seed (lm: the passages scored by perplexity and prompted for continuations)."
             | Rank _ -> "lora: r (default 8); svd (required): the rank of every target matrix's two trained factors."
             | Lora_Alpha _ -> "lora: lora_alpha, the update is scaled by alpha / r (default 8)."
             | Layers _ -> "last-layers: how many of the last transformer layers train (default 1; the head always does)."
@@ -151,8 +153,8 @@ type FinetuneArgs =
             | Balance_Loss _ -> "weight α of the load-balancing loss added to the task loss (default 0.01)."
             | Z_Loss _ -> "weight β of the router z-loss added to the task loss (default 0.001)."
             | Models _ -> "tiny-bert, tiny-gpt2, tiny-t5, all-minilm-l6-v2, arctic-embed-xs, a checkpoint folder in Hugging Face layout, or all (default: the three tiny models)."
-            | Task _ -> "spam, sotu-party, all (default), or a GLUE task name (STS-B included) with --data."
-            | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, all labelled (default: the bundled data/tasks/<task>)."
+            | Task _ -> "spam, sotu-party, all (default: those two), a GLUE task name (STS-B included) with --data, or lm (causal-LM fine-tuning of GPT-2: perplexity, BLEU-2/4 and Self-BLEU-2 of sampled continuations)."
+            | Data _ -> "folder with the task's train.tsv, dev.tsv and test.tsv, labelled for a classification task (default: the bundled data/tasks/<task>)."
             | Epochs _ -> "passes over the training split (default 3)."
             | Batch_Size _ -> "examples per update (default 16)."
             | Learning_Rate _ -> "AdamW peak learning rate (default 2e-4)."

@@ -91,14 +91,14 @@ let truncationStudy (args: ParseResults<DemoArgs>) =
         match tiny with
         | Some m ->
             let collator, blocks = Pretrain.heldOut root m "test"
-            let batches = Pretrain.heldOutBatches m collator blocks |> fun b -> if quick then List.truncate 4 b else b
+            let batches = Pretrain.heldOutBatches m.BatchSize collator blocks |> fun b -> if quick then List.truncate 4 b else b
             let objective =
                 match m.Objective with
                 | TinyModels.MaskedLm -> "masked-LM cross-entropy"
                 | TinyModels.CausalLm -> "next-token cross-entropy"
                 | TinyModels.SpanCorruption -> "span-corruption cross-entropy"
             { Name = objective; Column = "perplexity"; Show = (fun ce -> sprintf "%.1f" (exp ce)); Plotted = exp; LogAxis = true
-              Evaluate = fun () -> Pretrain.crossEntropy m model batches },
+              Evaluate = fun () -> Pretrain.crossEntropy m.Objective model batches },
             sprintf "%s predicted tokens" (Tables.int64s (int64 (batches |> List.sumBy (Pretrain.predictedTokens m.Objective >> Seq.length))))
         | None ->
             let texts = Mpo.Experiments.Models.SentenceAgreement.heldOutTexts root (if quick then 8 else 128)

@@ -106,9 +106,6 @@ let run (args: ParseResults<FinetuneArgs>) =
             match tasks |> List.tryFind (fun t -> not (TextTasks.All |> Seq.contains t)) with
             | Some t -> invalidArg "data" (sprintf "task '%s' is not bundled; give its folder with --data" t.Name)
             | None -> None
-    for t in tasks do
-        if t.Kind = TaskKind.LanguageModeling then
-            invalidArg "task" (sprintf "task '%s' is language modelling; fine-tuning covers classification and regression tasks" t.Name)
     let d = Trial.defaultTraining
     let training: Trial.Training =
         { d with
@@ -118,7 +115,8 @@ let run (args: ParseResults<FinetuneArgs>) =
             MaxLength = args.GetResult(FinetuneArgs.Max_Length, defaultValue = d.MaxLength)
             MaxSteps = args.TryGetResult FinetuneArgs.Steps |> Option.map int64
             TrainExamples = args.TryGetResult FinetuneArgs.Train_Examples
-            DevExamples = args.TryGetResult FinetuneArgs.Dev_Examples }
+            DevExamples = args.TryGetResult FinetuneArgs.Dev_Examples
+            TestExamples = args.TryGetResult FinetuneArgs.Test_Examples }
     // the base trial: the flags' settings; the grid sets model and task
     let baseTrial =
         Grid.baseOf { Trial.create "" "" with Data = data; Method = method; Training = training; Seed = int64 (args.GetResult(FinetuneArgs.Seed, defaultValue = int Trial.defaultSeed)) }

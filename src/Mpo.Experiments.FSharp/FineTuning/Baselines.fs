@@ -40,8 +40,11 @@ let table (records: Record list) =
     let rows =
         [ for r in records ->
             let t = TextTasks.ByName(task r)
-            let metrics = t.Metrics |> Seq.map metricName |> List.ofSeq
-            let shown split = metrics |> List.map (fun m -> sprintf "%s %s" m (metricCell r split m)) |> String.concat ", "
+            // a language-modelling task's test split has the sampled continuations' scores besides its perplexity
+            let metrics = (t.Metrics |> Seq.map metricName |> List.ofSeq) @ (if t.Kind = TaskKind.LanguageModeling then LanguageModeling.continuationMetrics else [])
+            let shown split =
+                metrics |> List.filter (fun m -> t.Kind <> TaskKind.LanguageModeling || (metric r (split + "." + m)).IsSome)
+                |> List.map (fun m -> sprintf "%s %s" m (metricCell r split m)) |> String.concat ", "
             let majority = metric r "majority_test_accuracy"
             [ model r; task r; head r; Tables.int64s (count r "trainable_parameters")
               sprintf "%s (best %s)" (Tables.int64s (count r "steps")) (Tables.int64s (count r "best_step"))

@@ -1,7 +1,8 @@
 /// Fine-tuning a pre-trained checkpoint on a classification or regression task (issue 3 §6): every parameter
 /// trained, the baseline MPOP's lightweight fine-tuning and MPOE's experts are compared against. Encoders and GPT-2
 /// get their family's classification head (one output for regression); T5 answers text to text, generating the class
-/// word or the score written out (as MPOE trains it on GLUE).
+/// word or the score written out (as MPOE trains it on GLUE). On a language-modelling task GPT-2 trains as a causal
+/// LM (MPOE's NLG rows; LanguageModeling holds its data and scores).
 /// Runs are resumable; the best dev checkpoint by the task's leading metric is scored on the test split.
 module Mpo.Experiments.FineTuning.FineTune
 
@@ -16,6 +17,7 @@ open Mpo.Models
 open Mpo.Tokenization
 open Mpo.Training
 open Mpo.Experiments.Specs
+open Mpo.Experiments.Pretraining
 
 /// How a model answers a task.
 type Formulation =
@@ -24,11 +26,21 @@ type Formulation =
     /// An encoder-decoder generates the class word or the score (<see cref="TextToTextFormat"/>); anything else counts
     /// as wrong.
     | TextToText
+    /// GPT-2's LM head continues text (a language-modelling task).
+    | CausalLm
 
     member f.Name =
         match f with
         | Head a -> a
         | TextToText -> "text-to-text"
+        | CausalLm -> "causal-lm"
+
+    /// The model class the checkpoint is loaded as.
+    member f.Architecture =
+        match f with
+        | Head a -> a
+        | TextToText -> "T5ForConditionalGeneration"
+        | CausalLm -> "GPT2LMHeadModel"
 
 /// The hyperparameters of one run (HF Trainer's names where they have one).
 type Settings =
@@ -51,7 +63,9 @@ type Settings =
       /// Trains on N training examples drawn with the seed (a consistent subsample); None: all.
       TrainExamples: int option
       /// Evaluates on N dev examples drawn with the seed; None: all.
-      DevExamples: int option }
+      DevExamples: int option
+      /// Scores N test examples drawn with the seed; None: all.
+      TestExamples: int option }
 
 /// The settings of a trial's training (the spec's data; see Specs.Trial).
 let settingsOf (training: Trial.Training) (seed: int64) =
@@ -67,7 +81,8 @@ let settingsOf (training: Trial.Training) (seed: int64) =
       EvaluationsPerEpoch = training.EvaluationsPerEpoch
       MaxSteps = training.MaxSteps
       TrainExamples = training.TrainExamples
-      DevExamples = training.DevExamples }
+      DevExamples = training.DevExamples
+      TestExamples = training.TestExamples }
 
 /// Full fine-tuning defaults for the tiny models (Specs.Trial.defaultTraining).
 let defaults = settingsOf Trial.defaultTraining Trial.defaultSeed
@@ -102,12 +117,16 @@ let metricName (m: TaskMetric) = (string m).ToLowerInvariant()
 /// The task's leading metric, the one the best checkpoint is chosen by.
 let leadingMetric (task: TextTask) = metricName task.Metrics.[0]
 
-/// The formulation a checkpoint's family calls for.
-let formulation (config: ModelConfig) =
-    match ModelRegistry.SequenceClassificationArchitecture config.ModelType with
-    | null when config.ModelType = "t5" -> TextToText
-    | null -> invalidArg "model" (sprintf "model_type '%s' has neither a classification head nor a text-to-text head" config.ModelType)
-    | architecture -> Head architecture
+/// The formulation a checkpoint's family calls for on <c>task</c>.
+let formulation (config: ModelConfig) (task: TextTask) =
+    if task.Kind = TaskKind.LanguageModeling then
+        if config.ModelType = "gpt2" then CausalLm
+        else invalidArg "model" (sprintf "task '%s' is language modelling, which fine-tunes a causal LM (GPT-2); model_type '%s' is none" task.Name config.ModelType)
+    else
+        match ModelRegistry.SequenceClassificationArchitecture config.ModelType with
+        | null when config.ModelType = "t5" -> TextToText
+        | null -> invalidArg "model" (sprintf "model_type '%s' has neither a classification head nor a text-to-text head" config.ModelType)
+        | architecture -> Head architecture
 
 /// A checkpoint folder's name, as results name the model ("tiny-bert").
 let modelName (folder: string) = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath folder))
@@ -173,6 +192,7 @@ let predict (model: PretrainedModel) (f: Formulation) (tokenizer: ITextTokenizer
                     let answer = tokenizer.Decode(t2t.AnswerIds row, skipSpecialTokens = true)
                     scores.Add(TextToTextFormat.ParseScore answer |> Option.ofNullable |> Option.defaultValue nan)
                 else classes.Add(t2t.ClassOf row)
+        | CausalLm -> invalidArg "f" "a causal LM answers no classification or regression task (LanguageModeling scores it)"
     if wasTraining then model.train ()
     if scores.Count > 0 then Scores(List.ofSeq scores) else Classes(List.ofSeq classes)
 
@@ -197,30 +217,46 @@ let evaluateAnswers (task: TextTask) (answers: Answers) (examples: IReadOnlyList
     | Classes c -> score task c [ for e in examples -> e.Label.Value ]
     | Scores p -> scoreRegression task p [ for e in examples -> e.Score.Value ]
 
-/// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c> by <c>method</c>; the labelled train/dev/test TSV
-/// files are in <c>dataFolder</c>; checkpoints and metrics.jsonl go to <c>runFolder</c> (a killed run resumes there).
-let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
-    if task.Kind = TaskKind.LanguageModeling then
-        invalidArg "task" (sprintf "task '%s' is language modelling; fine-tuning covers classification and regression tasks" task.Name)
-    let config =
-        use checkpoint = CheckpointFolder.Open modelFolder
-        ModelRegistry.ReadConfig checkpoint
-    let f = formulation config
-    let tokenizer = Tokenizers.FromFolder modelFolder
-    let maxLength =
-        match config.MaxPositions |> Option.ofNullable with
-        | Some positions when positions < settings.MaxLength -> positions
-        | _ -> settings.MaxLength
-    let subsample (count: int option) (all: IReadOnlyList<_>) =
-        match count with
-        | Some n when n < all.Count ->
-            // a seeded subsample in the split's order (the split is sorted by class, so its first N would be one class)
-            let rng = Random(int settings.Seed)
-            let chosen = Array.init all.Count id |> Array.sortBy (fun _ -> rng.Next()) |> Array.truncate n |> Array.sort
-            chosen |> Array.map (fun i -> all.[i]) :> IReadOnlyList<_>
-        | _ -> all
-    let trainExamples = read dataFolder task "train" |> subsample settings.TrainExamples
-    let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>)
+/// <c>count</c> items of <c>all</c> drawn with <c>seed</c>, in the split's order (the split is sorted by class, so
+/// its first N would be one class); all of them when count is None or not smaller.
+let private subsample (seed: int64) (count: int option) (all: IReadOnlyList<'a>) =
+    match count with
+    | Some n when n < all.Count ->
+        let rng = Random(int seed)
+        let chosen = Array.init all.Count id |> Array.sortBy (fun _ -> rng.Next()) |> Array.truncate n |> Array.sort
+        chosen |> Array.map (fun i -> all.[i]) :> IReadOnlyList<_>
+    | _ -> all
+
+/// The training batches of <c>items</c>: shuffled with the seed every epoch, collated by <c>collator</c>.
+let private trainingBatches (items: IReadOnlyList<'a>) (collator: IBatchCollator<'a>) (settings: Settings) =
+    let schedule = BatchSchedule(items.Count, settings.BatchSize, settings.Seed, shuffle = true)
+    let stream = BatchStream(items, schedule, collator)
+    schedule.BatchesPerEpoch,
+    BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
+        stream.Collate(schedule.At(int64 epoch * int64 schedule.BatchesPerEpoch + int64 index)))
+
+/// What training and scoring need from a task, whatever its formulation, once the model is loaded.
+type private Scoring =
+    { BatchesPerEpoch: int
+      Batches: IBatchSource<TokenBatch>
+      /// The tokens a batch trains on (the tokens-per-second column of metrics.jsonl).
+      Tokens: TokenBatch -> int64
+      /// The dev split's metrics (the best checkpoint is chosen by the task's leading metric).
+      Evaluate: unit -> Scores
+      /// Whether a larger leading metric is better.
+      BestMode: MetricMode
+      /// The dev split's mean loss (squeezing's p and p̃).
+      DevLoss: unit -> float
+      /// Metrics of the model as the method hands it to the trainer, measured before the first update.
+      Before: unit -> Map<string, float>
+      /// The test split's metrics, the answers that were no answer, the examples scored, the majority-class accuracy,
+      /// and metrics of the task's own (the continuations sampled).
+      Test: unit -> Scores * int * int * float * Map<string, float> }
+
+/// A classification or regression task (labelled TSV splits) for the formulation's head.
+let private classification (f: Formulation) (tokenizer: ITextTokenizer) (task: TextTask) (dataFolder: string) (settings: Settings) (maxLength: int) =
+    let trainExamples = read dataFolder task "train" |> subsample settings.Seed settings.TrainExamples
+    let testExamples = readTest dataFolder task |> Option.defaultValue (Array.empty :> IReadOnlyList<_>) |> subsample settings.Seed settings.TestExamples
     let collator, encode =
         match f with
         | Head _ ->
@@ -229,8 +265,101 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | TextToText ->
             let format = TextToTextFormat.For task
             TextToTextCollator.For(tokenizer, format, maxLength), fun examples -> TextToTextCollator.Encode(tokenizer, format, examples)
+        | CausalLm -> invalidArg "task" (sprintf "task '%s' is no language-modelling task for a causal LM" task.Name)
     let prepared =
-        { Collator = collator; Train = encode trainExamples; Dev = encode (read dataFolder task "dev" |> subsample settings.DevExamples); Test = encode testExamples }
+        { Collator = collator; Train = encode trainExamples; Dev = encode (read dataFolder task "dev" |> subsample settings.Seed settings.DevExamples); Test = encode testExamples }
+    fun (model: PretrainedModel) ->
+        let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
+        let devLoss () =
+            let wasTraining = model.training
+            model.eval ()
+            use _ = torch.no_grad ()
+            let mutable total = 0.0
+            for start in 0 .. 64 .. prepared.Dev.Count - 1 do
+                use scope = torch.NewDisposeScope()
+                let items = [| for i in start .. min (prepared.Dev.Count - 1) (start + 63) -> prepared.Dev.[i] |]
+                let out = model.forward ((prepared.Collator.Collate(items, BatchKey())).ToModelInputs())
+                total <- total + out.Loss.ToDouble() * float items.Length
+            if wasTraining then model.train ()
+            total / float (max 1 prepared.Dev.Count)
+        let test () =
+            let answers = predict model f tokenizer prepared.Collator 64 prepared.Test
+            let majority =
+                if task.IsRegression || prepared.Test.Count = 0 then nan
+                else
+                    let top = prepared.Train |> Seq.countBy (fun e -> e.Label.Value) |> Seq.maxBy snd |> fst
+                    float (prepared.Test |> Seq.filter (fun e -> e.Label.Value = top) |> Seq.length) / float prepared.Test.Count
+            (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task answers prepared.Test),
+            answers.Invalid, prepared.Test.Count, majority, Map.empty
+        let batchesPerEpoch, batches = trainingBatches prepared.Train prepared.Collator settings
+        { BatchesPerEpoch = batchesPerEpoch
+          Batches = batches
+          // input tokens (the attention mask's ones)
+          Tokens = fun batch -> Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
+          Evaluate = evaluate
+          BestMode = MetricMode.Max
+          DevLoss = devLoss
+          Before = fun () -> Map.empty
+          Test = test }
+
+/// A language-modelling task for a causal LM (MPOE's NLG rows): blocks of max_length tokens cut from the chosen
+/// passages as pre-training cuts them; dev perplexity picks the best checkpoint; the test passages are scored by
+/// perplexity and by sampled continuations of their openings (BLEU-2/4 against the real ones, Self-BLEU-2).
+let private languageModeling (tokenizer: ITextTokenizer) (task: TextTask) (dataFolder: string) (settings: Settings) (maxLength: int) =
+    let split (name: string) (count: int option) =
+        let all = TaskFiles.Read(task, Path.Combine(dataFolder, name + ".tsv"))
+        TextSplit(all.Task, all.Path, all.Labeled, subsample settings.Seed count all.Examples, all.SkippedLines)
+    let eos = Pretrain.endOfSequence tokenizer "the model's tokenizer"
+    let blocks (s: TextSplit) = Pretrain.causalBlocks tokenizer eos maxLength s
+    let collator = CausalLmCollator eos
+    let train = blocks (split "train" settings.TrainExamples)
+    let dev = blocks (split "dev" settings.DevExamples)
+    let testSplit = split "test" settings.TestExamples
+    let testBlocks = blocks testSplit
+    let c = LanguageModeling.continuations
+    if c.PromptTokens + c.ContinuationTokens > maxLength then
+        invalidArg "max_length" (sprintf "training.max_length %d is shorter than a continuation's prompt (%d tokens) and reference (%d tokens)" maxLength c.PromptTokens c.ContinuationTokens)
+    let prompts = LanguageModeling.prompts tokenizer c testSplit.Examples
+    if prompts.Length < 2 then
+        invalidArg "test_examples" (sprintf "%s: %d test passages have the %d tokens a prompt and its reference take; Self-BLEU needs at least 2 (score more with training.test_examples)"
+                                        testSplit.Path prompts.Length (c.PromptTokens + c.ContinuationTokens))
+    fun (model: PretrainedModel) ->
+        let scores (blocks: IReadOnlyList<int[]>) =
+            let ppl = LanguageModeling.perplexity model collator settings.BatchSize blocks
+            [ "perplexity", ppl; "loss", log ppl ]
+        let test () =
+            let samples = LanguageModeling.sample model tokenizer c settings.Seed prompts
+            readOnlyDict (scores testBlocks @ LanguageModeling.bleuScores prompts samples),
+            0, testSplit.Examples.Count, nan,
+            Map.ofList [ "test_prompts", float prompts.Length; "test_blocks", float testBlocks.Count ]
+        let batchesPerEpoch, batches = trainingBatches train collator settings
+        { BatchesPerEpoch = batchesPerEpoch
+          Batches = batches
+          Tokens = fun batch -> Pretrain.predictedTokens TinyModels.CausalLm batch |> Seq.length |> int64
+          Evaluate = fun () -> readOnlyDict (scores dev)
+          BestMode = MetricMode.Min
+          DevLoss = fun () -> log (LanguageModeling.perplexity model collator settings.BatchSize dev)
+          // what fine-tuning changed: the pre-trained model's (upcycled experts start as copies of its MLP)
+          Before = fun () -> Map.ofList [ "initial_test_perplexity", LanguageModeling.perplexity model collator settings.BatchSize testBlocks ]
+          Test = test }
+
+/// Fine-tunes the checkpoint in <c>modelFolder</c> on <c>task</c> by <c>method</c>; the train/dev/test TSV files
+/// (labelled, for a classification task) are in <c>dataFolder</c>; checkpoints and metrics.jsonl go to
+/// <c>runFolder</c> (a killed run resumes there).
+let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolder: string) (settings: Settings) (runFolder: string) (progress: IProgress<TrainingProgress>) =
+    let config =
+        use checkpoint = CheckpointFolder.Open modelFolder
+        ModelRegistry.ReadConfig checkpoint
+    let f = formulation config task
+    let tokenizer = Tokenizers.FromFolder modelFolder
+    let maxLength =
+        match config.MaxPositions |> Option.ofNullable with
+        | Some positions when positions < settings.MaxLength -> positions
+        | _ -> settings.MaxLength
+    let scoringFor =
+        match f with
+        | CausalLm -> languageModeling tokenizer task dataFolder settings maxLength
+        | Head _ | TextToText -> classification f tokenizer task dataFolder settings maxLength
     torch.manual_seed settings.Seed |> ignore    // the fresh head's initialization
     let struct (model, loaded) =
         match f with
@@ -240,23 +369,10 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
             // one output for a regression task: HF's rule (num_labels = 1) then makes the head regress with MSE
             let labels = if task.IsRegression then [| "LABEL_0" |] :> Collections.Generic.IReadOnlyList<_> else task.LabelNames
             PretrainedModel.Load(modelFolder, architecture, labels, padTokenId = padding)
-        | TextToText -> PretrainedModel.Load(modelFolder, "T5ForConditionalGeneration")
+        | TextToText | CausalLm -> PretrainedModel.Load(modelFolder, f.Architecture)
     use model = model
-    let evaluate () = evaluateAnswers task (predict model f tokenizer prepared.Collator 64 prepared.Dev) prepared.Dev
-    /// the dev split's mean loss and metrics (squeezing's p and p̃)
-    let devLoss () =
-        let wasTraining = model.training
-        model.eval ()
-        use _ = torch.no_grad ()
-        let mutable total = 0.0
-        for start in 0 .. 64 .. prepared.Dev.Count - 1 do
-            use scope = torch.NewDisposeScope()
-            let items = [| for i in start .. min (prepared.Dev.Count - 1) (start + 63) -> prepared.Dev.[i] |]
-            let out = model.forward ((prepared.Collator.Collate(items, BatchKey())).ToModelInputs())
-            total <- total + out.Loss.ToDouble() * float items.Length
-        if wasTraining then model.train ()
-        total / float (max 1 prepared.Dev.Count)
-    let measure () = devLoss (), evaluate ()
+    let scoring = scoringFor model
+    let measure () = scoring.DevLoss (), scoring.Evaluate ()
     // what the method does to the model, what it gives the trainer, adds to the loss and keeps (one function per method)
     let ctx: Methods.Context = { Model = model; ModelFolder = modelFolder; RunFolder = runFolder; NewlyInitialized = loaded.NewlyInitialized; Measure = measure }
     let applied =
@@ -271,39 +387,28 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
         | Trial.Method.Switch e -> ExpertMethods.switch e ctx
         | Trial.Method.Moe e -> ExpertMethods.moe e ctx
         | Trial.Method.Mpoe e -> ExpertMethods.mpoe e ctx
-    let schedule = BatchSchedule(prepared.Train.Count, settings.BatchSize, settings.Seed, shuffle = true)
-    let stream = BatchStream(prepared.Train, schedule, prepared.Collator)
-    let source = BatchSource.Create(schedule.BatchesPerEpoch, fun epoch index ->
-        stream.Collate(schedule.At(int64 epoch * int64 schedule.BatchesPerEpoch + int64 index)))
-    let evalSteps = max 1L (int64 schedule.BatchesPerEpoch / int64 (max 1 settings.EvaluationsPerEpoch))
+    let evalSteps = max 1L (int64 scoring.BatchesPerEpoch / int64 (max 1 settings.EvaluationsPerEpoch))
     let options =
         TrainerOptions(
             OutputFolder = runFolder, Epochs = settings.Epochs, MaxSteps = defaultArg settings.MaxSteps -1L,
             LearningRate = settings.LearningRate, WeightDecay = settings.WeightDecay, WarmupRatio = settings.WarmupRatio,
             Schedule = settings.Schedule, WarmupSteps = settings.WarmupSteps,
             MaxGradNorm = 1.0, LoggingSteps = max 1L (min 10L evalSteps), EvalSteps = evalSteps, SaveSteps = evalSteps,
-            BestMetric = leadingMetric task, BestMetricMode = MetricMode.Max, LoadBestAtEnd = applied.LoadBestAtEnd,
+            BestMetric = leadingMetric task, BestMetricMode = scoring.BestMode, LoadBestAtEnd = applied.LoadBestAtEnd,
             ParameterGroups = ResizeArray applied.ParameterGroups, Seed = Nullable settings.Seed)
     let loss (batch: TokenBatch) =
         let inputs = batch.ToModelInputs()
-        applied.Loss inputs (fun () ->
-            let out = model.forward inputs
-            // input tokens (the attention mask's ones), for the tokens-per-second column of metrics.jsonl
-            let tokens = Seq.init batch.Size (fun r -> Array.sum (batch.AttentionMask.RowArray r)) |> Seq.sum
-            LossOutput(out.Loss, tokens))
-    use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, applied.Callbacks, progress)
+        applied.Loss inputs (fun () -> LossOutput((model.forward inputs).Loss, scoring.Tokens batch))
+    // before the trainer exists: a resumed run loads its checkpoint in RunOrResume, after this
+    let before = scoring.Before ()
+    use trainer = new Trainer<TokenBatch>(model, options, scoring.Batches, Func<_, _> loss, Func<_> scoring.Evaluate, applied.Callbacks, progress)
     let result = trainer.RunOrResume()
     let seconds = MetricsLog.WallTime trainer.MetricsPath   // across resumes, evaluations included
     let best = result.Evaluations |> Seq.tryFind (fun e -> Nullable e.Step = result.BestStep)
     // the model the run ends with: the best checkpoint, or (squeezing) the last good state
-    let dev = match best with Some e when applied.LoadBestAtEnd -> e.Metrics | _ -> evaluate ()
+    let dev = match best with Some e when applied.LoadBestAtEnd -> e.Metrics | _ -> scoring.Evaluate ()
     let series, methodMetrics = applied.Finish()
-    let testAnswers = predict model f tokenizer prepared.Collator 64 prepared.Test
-    let majority =
-        if task.IsRegression || prepared.Test.Count = 0 then nan
-        else
-            let top = prepared.Train |> Seq.countBy (fun e -> e.Label.Value) |> Seq.maxBy snd |> fst
-            float (prepared.Test |> Seq.filter (fun e -> e.Label.Value = top) |> Seq.length) / float prepared.Test.Count
+    let test, invalid, testExamples, majority, taskMetrics = scoring.Test ()
     let count = Mpo.Tuning.ParameterCounting.Count model
     { Model = modelName modelFolder
       Task = task.Name
@@ -315,9 +420,9 @@ let run (method: Trial.Method) (modelFolder: string) (task: TextTask) (dataFolde
       Parameters = count.Total
       TrainableParameters = count.Trainable
       Dev = dev
-      Test = (if prepared.Test.Count = 0 then readOnlyDict [] else evaluateAnswers task testAnswers prepared.Test)
-      TestInvalid = testAnswers.Invalid
-      TestExamples = prepared.Test.Count
+      Test = test
+      TestInvalid = invalid
+      TestExamples = testExamples
       MajorityTestAccuracy = majority
       Series = series
-      MethodMetrics = methodMetrics }
+      MethodMetrics = [ before; taskMetrics ] |> List.fold (Map.fold (fun acc k v -> Map.add k v acc)) methodMetrics }

@@ -89,10 +89,7 @@ let private configOf (modelFolder: string) =
 /// (ParameterCounting.FromConfig, on the meta device): the architecture and labels FineTune.run loads it with.
 let countFromConfig (modelFolder: string) (task: TextTask) (tuners: IStructuralTuner list) =
     let config = configOf modelFolder
-    let architecture =
-        match FineTune.formulation config with
-        | FineTune.Head a -> a
-        | FineTune.TextToText -> "T5ForConditionalGeneration"
+    let architecture = (FineTune.formulation config task).Architecture
     let labels = if task.IsRegression then [| "LABEL_0" |] :> Collections.Generic.IReadOnlyList<_> else task.LabelNames
     ParameterCounting.FromConfig(config.WithLabels labels, architecture, tuners).Parameters
 

@@ -35,11 +35,14 @@ type private Framing =
       BlockLength: int
       Separator: Nullable<int> }
 
+/// The end-of-sequence id of <c>tokenizer</c> (named <c>name</c> in the error when it has none).
+let endOfSequence (tokenizer: ITextTokenizer) (name: string) =
+    let id = tokenizer.SpecialTokens.EndOfSequence
+    if id.HasValue then id.Value else invalidOp (sprintf "%s has no end-of-sequence token" name)
+
 let private framing (root: string) (m: TinyModel) =
     let tokenizer = Tokenizers.FromFolder(tokenizerFolder root m)
-    let eos () =
-        let id = tokenizer.SpecialTokens.EndOfSequence
-        if id.HasValue then id.Value else invalidOp (sprintf "%s has no end-of-sequence token" m.Tokenizer)
+    let eos () = endOfSequence tokenizer m.Tokenizer
     let collator, blockLength, separator =
         match m.Objective with
         | CausalLm -> CausalLmCollator(eos ()) :> IBatchCollator<int[]>, m.SequenceLength, Nullable(eos ())
@@ -53,11 +56,20 @@ let private framing (root: string) (m: TinyModel) =
             SpanCorruptionCollator(SpanCorruptionCollator.T5Sentinels vocab, eos (), padding) :> IBatchCollator<int[]>, tokens, Nullable(eos ())
     { Tokenizer = tokenizer; Collator = collator; BlockLength = blockLength; Separator = separator }
 
+/// A split's documents (its passages joined per document), tokenized.
+let documentTokens (tokenizer: ITextTokenizer) (split: TextSplit) =
+    split.DocumentTexts() |> Seq.map tokenizer.Encode |> Array.ofSeq
+
 let private documents (root: string) (tokenizer: ITextTokenizer) (split: string) =
-    (TextTasks.Read(root, TextTasks.Lm, split)).DocumentTexts() |> Seq.map tokenizer.Encode |> Array.ofSeq
+    documentTokens tokenizer (TextTasks.Read(root, TextTasks.Lm, split))
 
 let private blocks (f: Framing) (documents: int[][]) =
     TokenBlocks.Build(documents, f.Separator, f.BlockLength, dropRemainder = false)
+
+/// A causal LM's blocks of a split, as pre-training cuts them: the documents joined by the end-of-text token
+/// <c>eos</c>, cut into blocks of <c>blockLength</c> tokens (the last one shorter; CausalLmCollator pads it).
+let causalBlocks (tokenizer: ITextTokenizer) (eos: int) (blockLength: int) (split: TextSplit) =
+    TokenBlocks.Build(documentTokens tokenizer split, Nullable eos, blockLength, dropRemainder = false)
 
 /// Tokenizes the bundled `lm` task and cuts it into the blocks the objective trains on.
 let corpus (root: string) (m: TinyModel) =
@@ -90,24 +102,26 @@ let predictedTokens (objective: Objective) (batch: TokenBatch) =
         }
 
 /// A fixed, unshuffled pass over held-out blocks (masking/corruption seeded, so every evaluation sees the same batches).
-let heldOutBatches (m: TinyModel) (collator: IBatchCollator<int[]>) (blocks: IReadOnlyList<int[]>) =
-    let schedule = BatchSchedule(blocks.Count, m.BatchSize, 20240601L, shuffle = false)
+let heldOutBatches (batchSize: int) (collator: IBatchCollator<int[]>) (blocks: IReadOnlyList<int[]>) =
+    let schedule = BatchSchedule(blocks.Count, batchSize, 20240601L, shuffle = false)
     let stream = BatchStream(blocks, schedule, collator)
     [ for b, tokens in stream.Epoch 0 -> tokens ]
 
 /// Mean cross-entropy per predicted token (nats) of <c>model</c> over <c>batches</c>: each batch's mean loss
-/// weighted by its number of predicted tokens, which is the exact per-token mean.
-let crossEntropy (m: TinyModel) (model: PretrainedModel) (batches: TokenBatch list) =
+/// weighted by its number of predicted tokens, which is the exact per-token mean (padding is no predicted token).
+/// The model's training mode is restored afterwards.
+let crossEntropy (objective: Objective) (model: PretrainedModel) (batches: TokenBatch list) =
+    let wasTraining = model.training
     model.eval ()
     use _ = torch.no_grad ()
     let mutable sum, count = 0.0, 0L
     for batch in batches do
         use scope = torch.NewDisposeScope()
-        let n = predictedTokens m.Objective batch |> Seq.length |> int64
+        let n = predictedTokens objective batch |> Seq.length |> int64
         let out = model.forward (batch.ToModelInputs())
         sum <- sum + float (out.Loss.item<float32>()) * float n
         count <- count + n
-    model.train ()
+    if wasTraining then model.train ()
     sum / float count
 
 /// Where a pre-training run keeps its checkpoints and metrics (resumable) and where the finished model goes.
@@ -137,7 +151,7 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
         stream.Collate(schedule.At(int64 epoch * int64 schedule.BatchesPerEpoch + int64 index)))
     // Evaluation during training on the first 16 dev batches (fixed): enough to draw the curve, cheap enough to
     // repeat; the full test split is scored once at the end.
-    let dev = heldOutBatches m corpus.Collator corpus.Dev |> List.truncate 16
+    let dev = heldOutBatches m.BatchSize corpus.Collator corpus.Dev |> List.truncate 16
     let totalSteps = defaultArg steps (int64 m.Steps)
     let options =
         TrainerOptions(
@@ -149,7 +163,7 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
         let out = model.forward (batch.ToModelInputs())
         LossOutput(out.Loss, predictedTokens m.Objective batch |> Seq.length |> int64)
     let evaluate () =
-        let ce = crossEntropy m model dev
+        let ce = crossEntropy m.Objective model dev
         readOnlyDict [ "loss", ce; "perplexity", exp ce ]
     use trainer = new Trainer<TokenBatch>(model, options, source, Func<_, _> loss, Func<_> evaluate, progress = progress)
     let result = trainer.RunOrResume()
@@ -158,9 +172,9 @@ let run (root: string) (m: TinyModel) (paths: Paths) (steps: int64 option) (prog
     model.Save(paths.Model, storage = torch.float16)
     let struct (saved, _) = PretrainedModel.Load(paths.Model)
     use saved = saved
-    let test = heldOutBatches m corpus.Collator corpus.Test
-    let testCe = crossEntropy m saved test
-    let trainTargets = heldOutBatches m corpus.Collator corpus.Train |> Seq.collect (predictedTokens m.Objective)
+    let test = heldOutBatches m.BatchSize corpus.Collator corpus.Test
+    let testCe = crossEntropy m.Objective saved test
+    let trainTargets = heldOutBatches m.BatchSize corpus.Collator corpus.Train |> Seq.collect (predictedTokens m.Objective)
     let unigram = UnigramBaseline.fit config.VocabSize trainTargets
     let testTargets = test |> List.collect (predictedTokens m.Objective >> List.ofSeq)
     { Result = result

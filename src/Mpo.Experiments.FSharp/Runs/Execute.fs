@@ -25,10 +25,16 @@ let taskData (trial: Trial) =
         | None -> Path.Combine(Bundled.root (), TextTasks.Folder, task.Name)
     task, folder
 
-/// The paths a trial reads, checked before anything runs: a missing model or data folder is named with the trial.
+/// The paths a trial reads, checked before anything runs: a missing model or data folder is named with the trial, and
+/// a model that cannot answer the task (a language-modelling task needs a causal LM) too.
 let checkPaths (id: string) (trial: Trial) =
-    modelFolder trial.Model |> ignore
+    let model = modelFolder trial.Model
     let task, folder = taskData trial
+    let config =
+        use checkpoint = Mpo.Checkpoints.CheckpointFolder.Open model
+        Mpo.Models.ModelRegistry.ReadConfig checkpoint
+    try FineTune.formulation config task |> ignore
+    with :? ArgumentException as e -> invalidArg "model" (sprintf "trial %s: %s" id e.Message)
     if not (Directory.Exists folder) then
         raise (DirectoryNotFoundException(sprintf "trial %s: data folder %s for task %s does not exist" id folder task.Name))
     for split in [ "train"; "dev" ] do

@@ -128,7 +128,10 @@ type Training =
       /// Trains on the first N training examples only (smoke runs); None: all.
       TrainExamples: int option
       /// Evaluates on N dev examples drawn with the seed (the best checkpoint, squeezing's p and p̃; slow models); None: all.
-      DevExamples: int option }
+      DevExamples: int option
+      /// Scores N test examples drawn with the seed (a language-modelling test split's passages: its perplexity and
+      /// the prompts of its sampled continuations); None: all.
+      TestExamples: int option }
 
 type Trial =
     { /// A bundled model's name (tiny-bert) or a checkpoint folder in Hugging Face layout.
@@ -153,7 +156,8 @@ let defaultTraining =
       EvaluationsPerEpoch = 2
       MaxSteps = None
       TrainExamples = None
-      DevExamples = None }
+      DevExamples = None
+      TestExamples = None }
 
 let defaultSeed = 42L
 
@@ -235,8 +239,6 @@ let problems (t: Trial) =
       | None ->
           let known = Seq.append GlueTasks.All TextTasks.All |> Seq.map (fun k -> k.Name)
           "task", sprintf "no task is named '%s' (known: %s)" t.Task (String.Join(", ", known))
-      | Some k when k.Kind = TaskKind.LanguageModeling ->
-          "task", sprintf "'%s' is language modelling; trials fine-tune on classification and regression tasks" k.Name
       | Some k when t.Data.IsNone && not (TextTasks.All |> Seq.contains k) ->
           "data", sprintf "task '%s' is not bundled: give its folder (train.tsv, dev.tsv, test.tsv) in data" k.Name
       | Some _ -> ()
@@ -265,5 +267,8 @@ let problems (t: Trial) =
       | _ -> ()
       match tr.DevExamples with
       | Some n when n < 1 -> "training.dev_examples", sprintf "must be at least 1, got %d" n
+      | _ -> ()
+      match tr.TestExamples with
+      | Some n when n < 1 -> "training.test_examples", sprintf "must be at least 1, got %d" n
       | _ -> () ]
     @ methodProblems t.Method

@@ -287,7 +287,7 @@ let private readLearningRate (path: string) (node: JsonNode) (d: LearningRate) =
 let private readTraining (path: string) (node: JsonNode) (d: Training) =
     let o =
         expectObject path [ "epochs"; "batch_size"; "learning_rate"; "weight_decay"; "max_length"; "evaluations_per_epoch"
-                            "max_steps"; "train_examples"; "dev_examples" ] node
+                            "max_steps"; "train_examples"; "dev_examples"; "test_examples" ] node
     let get key read fallback = optional o key |> Option.map (read (join path key)) |> Option.defaultValue fallback
     let getOpt key read fallback =
         if not (o.ContainsKey key) then fallback
@@ -303,7 +303,8 @@ let private readTraining (path: string) (node: JsonNode) (d: Training) =
       EvaluationsPerEpoch = get "evaluations_per_epoch" readInt d.EvaluationsPerEpoch
       MaxSteps = getOpt "max_steps" readInt64 d.MaxSteps
       TrainExamples = getOpt "train_examples" readInt d.TrainExamples
-      DevExamples = getOpt "dev_examples" readInt d.DevExamples }
+      DevExamples = getOpt "dev_examples" readInt d.DevExamples
+      TestExamples = getOpt "test_examples" readInt d.TestExamples }
 
 let trialFields = [ "model"; "task"; "data"; "method"; "training"; "seed" ]
 
@@ -343,6 +344,9 @@ let writeTrial (t: Trial) : JsonObject =
     // written only when set, so the IDs of trials from before the field existed stay what they were
     match tr.DevExamples with
     | Some n -> training.["dev_examples"] <- JsonValue.Create n
+    | None -> ()
+    match tr.TestExamples with
+    | Some n -> training.["test_examples"] <- JsonValue.Create n
     | None -> ()
     let o = JsonObject()
     o.["model"] <- JsonValue.Create t.Model

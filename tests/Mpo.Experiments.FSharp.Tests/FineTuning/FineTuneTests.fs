@@ -171,7 +171,7 @@ let tests =
                     Expect.equal run.Code 2 $"exit 2 for {args}; stderr: {run.Err}"
                     Expect.stringContains run.Err fragment "the error names the problem"
                 bad [ "tiny-nothing" ] "'tiny-nothing' is neither a bundled model"
-                bad [ "tiny-bert"; "--task"; "lm" ] "language modelling"
+                bad [ "tiny-bert"; "--task"; "lm" ] "task 'lm' is language modelling, which fine-tunes a causal LM (GPT-2); model_type 'bert' is none"
                 bad [ "tiny-bert"; "--task"; "RTE" ] "give its folder with --data"
                 bad [ "tiny-bert"; "--task"; "spam"; "--experts"; "4" ] "--method switch|moe|mpoe"
                 bad [ "tiny-bert"; "--task"; "spam"; "--method"; "mixtral" ] "'mixtral' is not a method"
