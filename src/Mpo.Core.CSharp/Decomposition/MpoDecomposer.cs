@@ -31,6 +31,62 @@ public static class MpoDecomposer
     /// <param name="dtype">Dtype of the returned cores; default the matrix's.</param>
     public static MatrixProductOperator Decompose(Tensor matrix, MpoFactorization factorization, ScalarType? dtype = null)
     {
+        using var scope = NewDisposeScope();
+        var rest = Interleaved(matrix, factorization);
+        var sweep = Sweep(rest, factorization, null, SvdMethod.Exact);
+        return MoveOut(SymmetricSplit(sweep.Cores, sweep.Spectra!, factorization, dtype ?? matrix.dtype));
+    }
+
+    /// <summary>
+    /// Decomposes a 2-D matrix truncated as <paramref name="truncation"/> asks, with its error bound. A bond cap or
+    /// explicit bonds fix every kept dimension d'_b before the sweep, so the TT-SVD from the right splits each bond
+    /// with <paramref name="svd"/>'s solver, never computing the vectors (with the partial solvers, nor the spectrum)
+    /// of the indices it discards, on unfoldings that shrink as the cuts go (MPOP Algorithm 1 with the truncation of
+    /// spec §3.4 applied during the sweep rather than after it). The cut cores are then brought into the symmetric
+    /// canonical gauge with fixed signs by <see cref="Canonicalize"/>, so the stored spectra are the Schmidt values
+    /// of the truncated operator, as after <see cref="MatrixProductOperator.Truncate(TruncationSpec)"/>. Tolerance
+    /// and budget need every bond's full spectrum to choose: those decompose at full bonds, then truncate.
+    /// When nothing is cut the result is <see cref="Decompose(Tensor, MpoFactorization, ScalarType?)"/>'s, core for core.
+    /// </summary>
+    /// <param name="svd">Solver per bond; default <see cref="SvdSolver.Auto"/>. A partial solver with tolerance or
+    /// budget is refused.</param>
+    public static TruncatedDecomposition Decompose(Tensor matrix, MpoFactorization factorization, TruncationSpec truncation,
+                                                   SvdMethod? svd = null, ScalarType? dtype = null)
+    {
+        ArgumentNullException.ThrowIfNull(factorization);
+        ArgumentNullException.ThrowIfNull(truncation);
+        svd ??= new SvdMethod();
+        svd.Check();
+        int n = factorization.CoreCount;
+        using var scope = NewDisposeScope();
+        var rest = Interleaved(matrix, factorization);
+        var outType = dtype ?? matrix.dtype;
+        double norm = rest.norm().item<double>();
+        if (truncation is TruncationSpec.Tolerance or TruncationSpec.Budget)
+        {
+            if (svd.Solver is SvdSolver.Gram or SvdSolver.Randomized)
+                throw new ArgumentException(
+                    $"truncation {truncation} chooses bonds from every bond's full spectrum, which the {svd.Solver} solver " +
+                    "does not compute; use max_bond or bonds with it, or the exact solver", nameof(svd));
+            var exact = Sweep(rest, factorization, null, SvdMethod.Exact);
+            using var full = SymmetricSplit(exact.Cores, exact.Spectra!, factorization, ScalarType.Float64);
+            var planned = Truncation.Plan(factorization, full.Spectra, truncation);
+            return new TruncatedDecomposition(MoveOut(Canonicalize(full.Cores, factorization, planned, outType)), planned,
+                norm, Truncation.DiscardedWeight(full.Spectra, planned), Enumerable.Repeat(SvdSolver.Exact, n - 1).ToArray());
+        }
+        var bonds = Truncation.PlanShape(factorization, truncation);
+        var sweep = Sweep(rest, factorization, bonds, svd);
+        var discarded = sweep.Discarded2.Select(Math.Sqrt).ToArray();
+        var mpo = bonds.SequenceEqual(factorization.FullBonds())
+            ? SymmetricSplit(sweep.Cores, sweep.Spectra!, factorization, outType)
+            : Canonicalize(sweep.Cores, factorization, null, outType);
+        return new TruncatedDecomposition(MoveOut(mpo), bonds, norm, discarded, sweep.Solvers);
+    }
+
+    /// <summary>The matrix as every sweep starts from it: checked, float64, zero-padded, reshaped to (i_1..i_n,
+    /// j_1..j_n) and permuted to (i_1, j_1, …, i_n, j_n), so the bond-b unfolding is a reshape.</summary>
+    static Tensor Interleaved(Tensor matrix, MpoFactorization factorization)
+    {
         ArgumentNullException.ThrowIfNull(matrix);
         ArgumentNullException.ThrowIfNull(factorization);
         if (matrix.dim() != 2)
@@ -41,37 +97,74 @@ public static class MpoDecomposer
             throw new ArgumentException(
                 $"matrix shape [{matrix.shape[0]},{matrix.shape[1]}] does not match factorization {factorization} " +
                 $"(expects {factorization.Rows} x {factorization.Cols})", nameof(factorization));
-        var outType = dtype ?? matrix.dtype;
-
-        using var scope = NewDisposeScope();
         var w = matrix.detach().to(ScalarType.Float64);
         if (!torch.isfinite(w).all().item<bool>())
             throw new ArgumentException("the matrix contains NaN or Inf entries", nameof(matrix));
         if (factorization.IsPadded)
             w = nn.functional.pad(w, new long[] { 0, factorization.PaddedCols - factorization.Cols, 0, factorization.PaddedRows - factorization.Rows });
-
         int n = factorization.CoreCount;
         var shape = factorization.RowFactors.Concat(factorization.ColFactors).Select(f => (long)f).ToArray();
         var interleave = Enumerable.Range(0, n).SelectMany(k => new long[] { k, n + k }).ToArray();
-        var rest = w.reshape(shape).permute(interleave).contiguous();
+        return w.reshape(shape).permute(interleave).contiguous();
+    }
 
-        // TT-SVD from the right: each SVD splits off one core with orthonormal rows, and because everything to its
-        // right is already orthonormal, its singular values are exactly the Schmidt values of that bond's unfolding.
-        // One SVD per bond, each no larger than the raw unfolding's: the floor any exact gauge has to pay.
+    /// <summary>What a TT-SVD sweep leaves: cores 1..n-1 with orthonormal rows, core 0 carrying the weight; the kept
+    /// singular values per bond (null where a partial solver did not compute them); the weight each split discarded,
+    /// squared; the solver each bond used.</summary>
+    sealed record SweepResult(Tensor[] Cores, Tensor[]? Spectra, double[] Discarded2, SvdSolver[] Solvers);
+
+    /// <summary>
+    /// TT-SVD from the right: each split keeps an orthonormal basis V of the unfolding's row space as the next core
+    /// and carries M·V left. Because everything to its right is already orthonormal, an exact split's singular values
+    /// are the Schmidt values of that bond's unfolding; one SVD per bond, each no larger than the raw unfolding's: the
+    /// floor any exact gauge has to pay. With <paramref name="bonds"/>, bond b keeps d'_b and the next unfolding is
+    /// d'_b columns narrower. Each split keeps M·V·Vᵀ, an orthogonal projection on the side already split off, so
+    /// the splits' errors are mutually orthogonal and ‖W − W̃‖² = Σ_b ε_b² with ε_b² = ‖M_b‖² − ‖M_b V_b‖² the
+    /// weight split b discards (Oseledets 2011, Thm 2.2, with equality for the sweep's own ε_b).
+    /// </summary>
+    static SweepResult Sweep(Tensor rest, MpoFactorization factorization, IReadOnlyList<int>? bonds, SvdMethod svd)
+    {
+        int n = factorization.CoreCount;
         var cores = new Tensor[n];
         var spectra = new Tensor[n - 1];
+        var discarded2 = new double[n - 1];
+        var solvers = new SvdSolver[n - 1];
+        bool complete = true;
+        // One generator per sweep, drawn bond by bond in sweep order: the same seed gives the same sketches.
+        using var generator = svd.Solver is SvdSolver.Exact ? null : new Generator(svd.Seed, rest.device);
         long right = 1;
         for (int k = n - 1; k >= 1; k--)
         {
-            var (u, sv, vh) = linalg.svd(rest.reshape(-1, factorization.Physical(k) * right), fullMatrices: false);
-            cores[k] = vh.reshape(-1, factorization.RowFactors[k], factorization.ColFactors[k], right);
-            spectra[k - 1] = sv;
-            rest = u * sv.unsqueeze(0);
-            right = sv.shape[0];
+            var m = rest.reshape(-1, factorization.Physical(k) * right);
+            long s = Math.Min(m.shape[0], m.shape[1]);
+            long keep = bonds is null ? s : Math.Min(s, bonds[k]);
+            solvers[k - 1] = svd.SolverFor(m.shape[0], m.shape[1], keep);
+            Tensor core;
+            if (solvers[k - 1] == SvdSolver.Exact)
+            {
+                var (u, sv, vh) = linalg.svd(m, fullMatrices: false);
+                if (keep < s) discarded2[k - 1] = sv.narrow(0, keep, s - keep).square().sum().item<double>();
+                sv = sv.narrow(0, 0, keep);
+                core = vh.narrow(0, 0, keep);
+                rest = u.narrow(1, 0, keep) * sv.unsqueeze(0);
+                spectra[k - 1] = sv;
+            }
+            else
+            {
+                var (basis, projected) = solvers[k - 1] == SvdSolver.Gram
+                    ? PartialSvd.Gram(m, keep)
+                    : PartialSvd.Randomized(m, keep, svd.Oversample, svd.PowerIterations, generator!);
+                // The kept weight is ‖M·V‖² (V orthonormal); ‖M‖² is measured from M itself, not from any spectrum.
+                discarded2[k - 1] = Math.Max(0, Squared(m) - Squared(projected));
+                core = basis.t();
+                rest = projected;
+                complete = false;
+            }
+            cores[k] = core.reshape(-1, factorization.RowFactors[k], factorization.ColFactors[k], right);
+            right = keep;
         }
         cores[0] = rest.reshape(1, factorization.RowFactors[0], factorization.ColFactors[0], right);
-
-        return MoveOut(SymmetricSplit(cores, spectra, factorization, outType));
+        return new SweepResult(cores, complete ? spectra : null, discarded2, solvers);
     }
 
     /// <summary>
@@ -113,6 +206,12 @@ public static class MpoDecomposer
             result = GaugeLeftOrthonormal(again, factorization, null, outType);
         }
         return MoveOut(result);
+    }
+
+    static double Squared(Tensor m)
+    {
+        double norm = m.norm().item<double>();
+        return norm * norm;
     }
 
     /// <summary>QR sweep left to right, in place: every core but the last becomes left-orthonormal.</summary>
@@ -210,4 +309,23 @@ public static class MpoDecomposer
         var spectraValues = spectra.Select(l => l.cpu().data<double>().ToArray()).ToArray();
         return new MatrixProductOperator(factorization, result, spectraValues);
     }
+}
+
+/// <summary>
+/// A decomposition truncated during its sweep: the MPO (symmetric canonical gauge, spectra of the truncated operator),
+/// the bonds asked for, and what the cuts cost, measured by the sweep: ε_b per bond (index b-1) and the bound
+/// √(Σ ε_b²) on ‖W − MPO‖_F (spec §3.6). Owns the MPO (dispose it, or let a layer adopt the cores).
+/// </summary>
+/// <param name="RequestedBonds">d_0..d_n asked for (the cores carry <see cref="MpoFactorization.Consistent"/> of them).</param>
+/// <param name="FrobeniusNorm">‖W‖_F of the input, computed from the matrix.</param>
+/// <param name="DiscardedWeight">ε_b: for bonds split exactly, the root-sum-of-squares of the discarded singular
+/// values; for bonds split by a partial solver, √(‖M_b‖_F² − ‖M_b V_b‖_F²) of the matrix M_b the sweep split there;
+/// 0 where nothing was cut.</param>
+/// <param name="Solvers">The solver each bond b used (index b-1).</param>
+public sealed record TruncatedDecomposition(MatrixProductOperator Mpo, int[] RequestedBonds, double FrobeniusNorm,
+                                            double[] DiscardedWeight, SvdSolver[] Solvers) : IDisposable
+{
+    public double ErrorBound => Math.Sqrt(DiscardedWeight.Sum(e => e * e));
+    public double RelativeBound => FrobeniusNorm > 0 ? ErrorBound / FrobeniusNorm : 0;
+    public void Dispose() => Mpo.Dispose();
 }
