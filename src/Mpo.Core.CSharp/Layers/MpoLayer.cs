@@ -70,9 +70,9 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
         if (weight.dim() != 2)
             throw new ArgumentException($"{what} must be 2-D, got [{string.Join(",", weight.shape)}]", nameof(weight));
         factorization ??= FactorizationChooser.Choose((int)weight.shape[0], (int)weight.shape[1]);
-        var full = MpoDecomposer.Decompose(weight, factorization);
-        if (truncation is null) return full;
-        using (full) return full.Truncate(truncation);
+        if (truncation is null) return MpoDecomposer.Decompose(weight, factorization);
+        // cut during the sweep: the discarded indices' vectors are never computed (a partial SVD where that is cheaper)
+        return MpoDecomposer.Decompose(weight, factorization, truncation).Mpo;
     }
 
     /// <summary>A trainable parameter this layer owns: taken out of any dispose scope it was made in, so a layer built
@@ -234,6 +234,15 @@ public abstract class MpoLayer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
+        if (Factorization.IsPadded)
+        {
+            // The padded layer is re-gauged from its real rows anyway (see Gauged): cutting during that decomposition's
+            // sweep, then one canonical pass, saves the second full sweep pair that decomposing and then truncating
+            // costs (BERT's 30522-row embedding: the whole cost of a squeeze step).
+            using var cut = MpoDecomposer.Decompose(Weight(), Factorization, spec, dtype: ScalarType.Float64).Mpo;
+            Adopt(cut);
+            return;
+        }
         using var gauged = Gauged();
         using var truncated = gauged.Truncate(spec);
         Adopt(truncated);

@@ -48,6 +48,28 @@ let tests =
             use reference = MpoEmbedding.FromWeight(real, f, TruncationSpec.MaxBond 5)
             Expect.isLessThan (relativeError after (reference.Weight())) 1e-9 "= truncating the decomposition of the real rows" }
 
+        test "Squeeze of a trained padded table (cut during the re-gauging sweep) equals Truncate (re-gauged from its real rows, then cut): same bonds, matrix and spectra" {
+            let f = MpoFactorization([|2;4;4|], [|3;2;4|], rows = 30, cols = 24)
+            use table = compressible (MpoFactorization([|2;4;4|], [|3;2;4|])) 0.6 33 torch.float64 |> fun t -> t.narrow(0L, 0L, 30L).contiguous()
+            let trained () =
+                let layer = MpoEmbedding.FromWeight(table, f)
+                use _ = torch.no_grad()
+                for (c: Modules.Parameter) in layer.Cores do c.add_(gaussian 34 (List.ofArray c.shape) torch.float64 * 0.3) |> ignore
+                layer
+            use squeezed = trained ()
+            use truncated = trained ()
+            let bonds = squeezed.Bonds
+            // one unit off the central bond, and a deeper cut of the first, as dimension squeezing and MPOP_dir ask
+            let wanted = [| for b in 1 .. bonds.Length - 2 -> if b = 1 then bonds.[b] - 2 else bonds.[b] - 1 |]
+            squeezed.Squeeze(TruncationSpec.PerBond wanted)
+            truncated.Truncate(TruncationSpec.PerBond wanted) |> ignore
+            Expect.sequenceEqual squeezed.Bonds truncated.Bonds "same bonds"
+            use a = squeezed.Weight()
+            use b = truncated.Weight()
+            Expect.isLessThan (relativeError a b) 1e-10 "same matrix"
+            for s, t in Seq.zip squeezed.Spectra truncated.Spectra do
+                Expect.isLessThan (Array.map2 (fun x y -> abs (x - y)) s t |> Array.max) 1e-10 "same stored Schmidt values" }
+
         test "padding_idx: its positions send no gradient into the cores, and the merged table keeps it" {
             use table = gaussian 4 [ 61L; 24L ] torch.float64
             let f = FactorizationChooser.Choose(61, 24, 3)
