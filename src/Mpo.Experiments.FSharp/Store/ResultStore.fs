@@ -161,14 +161,32 @@ let ofJson (node: JsonNode) =
       Error = (match o.["error"] with null -> None | e -> Some(e.GetValue<string>())) }
 
 /// A value of the trial's configuration by dotted path ("training.learning_rate.peak"), as text; None when absent.
+/// A configuration value as a table cell or legend label: strings bare, and an object as its "name" followed by its
+/// other leaves as dotted key=value pairs ("mpoe experts=8 share_central=false"), not as JSON text.
+let rec valueLabel (node: JsonNode) =
+    let leaf (n: JsonNode) =
+        match n with
+        | null -> "null"
+        | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> v.GetValue<string>()
+        | n -> n.ToJsonString()
+    let rec pairs (prefix: string) (o: JsonObject) =
+        [ for KeyValue(k, v) in o do
+            let key = if prefix = "" then k else prefix + "." + k
+            match v with
+            | :? JsonObject as inner -> yield! pairs key inner
+            | v -> yield key + "=" + leaf v ]
+    match node with
+    | :? JsonObject as o ->
+        let name = match o.["name"] with | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> [ v.GetValue<string>() ] | _ -> []
+        let rest = pairs "" o |> List.filter (fun p -> not (name.Length = 1 && p = "name=" + name.Head))
+        String.Join(" ", name @ rest)
+    | n -> leaf n
+
 let configValue (r: Record) (path: string) =
     let rec go (node: JsonNode) (parts: string list) =
         match node, parts with
         | null, _ -> None
-        | n, [] ->
-            match n with
-            | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> Some(v.GetValue<string>())
-            | n -> Some(n.ToJsonString())
+        | n, [] -> Some(valueLabel n)
         | (:? JsonObject as o), p :: rest -> go o.[p] rest
         | _ -> None
     go r.Trial (List.ofArray (path.Split '.'))

@@ -55,6 +55,21 @@ let tests =
             Expect.stringContains lines.[1] records.[0].TrialId "the trials behind the row"
         }
 
+        test "an object-valued field reads as its name and key=value pairs in rows and legends, not as JSON" {
+            let withMethod (m: string) seed =
+                let r = synthetic "tiny-t5" 2e-4 seed [ "test.accuracy", 0.5 ] []
+                let trial = r.Trial.DeepClone().AsObject()
+                trial.["method"] <- System.Text.Json.Nodes.JsonNode.Parse m
+                { r with Trial = trial; TrialId = r.TrialId + m.GetHashCode().ToString() }
+            let rs = [ withMethod "\"full\"" 1L; withMethod """{"name":"mpoe","experts":8}""" 1L
+                       withMethod """{"name":"mpoe","experts":8,"share_central":false,"squeeze":{"loss_gap":0.03}}""" 2L ]
+            Expect.equal [ for r in rs -> configValue r "method" ]
+                [ Some "full"; Some "mpoe experts=8"; Some "mpoe experts=8 share_central=false squeeze.loss_gap=0.03" ] "labels"
+            let md = Report.markdown [ "method" ] [ "test.accuracy" ] rs
+            Expect.stringContains md "| mpoe experts=8 share_central=false squeeze.loss_gap=0.03 | 1 |" "the row's key"
+            Expect.isFalse (md.Contains "{") "no JSON in the table"
+        }
+
         test "the Pareto front is exactly the points no other point beats (brute force over random points)" {
             let random = Random 11
             for _ in 1 .. 20 do
