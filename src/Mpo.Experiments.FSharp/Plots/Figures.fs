@@ -49,23 +49,31 @@ let entropy (title: string) (matrices: (string * float[]) list) =
     |> Chart.withYAxisStyle ("entropy S_b (nats)")
     |> Chart.withTitle title
 
-/// The points no other point beats: at most as many parameters and at least the metric, one better (sorted by x).
-let paretoFront (points: (string * float * float) list) =
+/// The points no other point beats: at most as many parameters and a metric at least as good (higher, or lower when
+/// <c>higherIsBetter</c> is false: perplexity, loss), one strictly better (sorted by x).
+let paretoFrontBy (higherIsBetter: bool) (points: (string * float * float) list) =
+    let better a b = if higherIsBetter then a > b else a < b
     points
-    |> List.filter (fun (_, x, y) -> not (points |> List.exists (fun (_, x2, y2) -> x2 <= x && y2 >= y && (x2 < x || y2 > y))))
+    |> List.filter (fun (_, x, y) -> not (points |> List.exists (fun (_, x2, y2) -> x2 <= x && not (better y y2) && (x2 < x || better y2 y))))
     |> List.sortBy (fun (_, x, _) -> x)
 
+/// The Pareto front of a metric where higher is better (accuracy, F1, BLEU).
+let paretoFront points = paretoFrontBy true points
+
 /// A metric against trained parameters (log x), one marker per labelled point and the Pareto front as a line.
-let pareto (title: string) (xTitle: string) (yTitle: string) (points: (string * float * float) list) =
-    let front = paretoFront points
+let paretoBy (higherIsBetter: bool) (title: string) (xTitle: string) (yTitle: string) (points: (string * float * float) list) =
+    let front = paretoFrontBy higherIsBetter points
     let groups = points |> List.groupBy (fun (label, _, _) -> label)
     let markers = [ for label, ps in groups -> Chart.Point(x = [ for _, x, _ in ps -> x ], y = [ for _, _, y in ps -> y ], Name = label) ]
     let frontLine = Chart.Line(x = [ for _, x, _ in front -> x ], y = [ for _, _, y in front -> y ], Name = "Pareto front", LineDash = StyleParam.DrawingStyle.Dash)
     markers @ [ frontLine ]
     |> Chart.combine
     |> Chart.withXAxisStyle (xTitle, AxisType = StyleParam.AxisType.Log)
-    |> Chart.withYAxisStyle yTitle
+    |> Chart.withYAxisStyle (if higherIsBetter then yTitle else yTitle + " (lower is better)")
     |> Chart.withTitle title
+
+/// <see cref="paretoBy"/> for a metric where higher is better.
+let pareto title xTitle yTitle points = paretoBy true title xTitle yTitle points
 
 /// Trajectories: one line per run (dimension squeezing: the metric as parameters fall).
 let trajectories (title: string) (xTitle: string, logX: bool) (yTitle: string) (lines: Series list) =

@@ -17,6 +17,11 @@ let seriesUnder (prefix: string) (r: Record) =
     [ for KeyValue(k, v) in r.Series do
         if k.StartsWith prefix then yield k.Substring prefix.Length, Array.ofList v ]
 
+/// Whether a larger value of a logged metric is the better one: not for perplexities, losses and Self-BLEU (which
+/// measures how alike the samples are).
+let higherIsBetter (metric: string) =
+    not (metric.Contains "perplexity" || metric.EndsWith "loss" || metric.Contains "self_bleu")
+
 /// <c>metric</c> (mean over seeds) against the mean trained parameters of each group, with the Pareto front: the
 /// trade-off parameter-efficient methods are judged by. None when no record has both.
 let accuracyVsParameters (metric: string) (by: string list) (records: Record list) =
@@ -26,7 +31,7 @@ let accuracyVsParameters (metric: string) (by: string list) (records: Record lis
             | [ _, p; _, m ] when p.Count > 0 && m.Count > 0 -> yield name by members key, p.Mean, m.Mean
             | _ -> () ]
     if points.IsEmpty then None
-    else Some(Figures.pareto (sprintf "%s against trained parameters" metric) "trained parameters" metric points)
+    else Some(Figures.paretoBy (higherIsBetter metric) (sprintf "%s against trained parameters" metric) "trained parameters" metric points)
 
 /// Relative reconstruction error against the compression ratio ρ, one line per group.
 let errorVsCompression (by: string list) (records: Record list) =

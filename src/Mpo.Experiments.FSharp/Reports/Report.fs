@@ -40,10 +40,36 @@ let varying (records: Record list) =
     |> List.filter (fun p -> p <> "seed")
     |> List.filter (fun p -> all |> List.map (Map.tryFind p) |> List.distinct |> List.length > 1)
 
-/// Groups of records with equal values at <c>by</c>, in first-seen order.
+/// The label of each record's value at <c>path</c> (in the records' order) for a table or legend. A record stores its
+/// method with every hyper-parameter resolved, so an object's label is its name and only the leaves that differ
+/// between the records of that name ("mpoe experts=16" beside "mpoe experts=8", "switch" alone): what tells the rows
+/// apart, not the defaults.
+let labelsAt (path: string) (records: Record list) =
+    let nodes = records |> List.map (fun r -> configNode r path)
+    let objects = nodes |> List.choose (function Some(:? JsonObject as o) -> Some(valueParts o) | _ -> None)
+    let shownKeys =
+        objects
+        |> List.groupBy fst
+        |> List.map (fun (name, members) ->
+            let maps = members |> List.map (snd >> Map.ofList)
+            let keys = maps |> List.collect (Map.toList >> List.map fst) |> List.distinct
+            name, keys |> List.filter (fun k -> maps |> List.map (Map.tryFind k) |> List.distinct |> List.length > 1) |> Set.ofList)
+        |> Map.ofList
+    [ for node in nodes ->
+        match node with
+        | None -> "–"
+        | Some(:? JsonObject as o) ->
+            let name, rest = valueParts o
+            String.Join(" ", Option.toList name @ [ for k, v in rest do if shownKeys.[name].Contains k then yield k + "=" + v ])
+        | Some n -> valueLabel n ]
+
+/// Groups of records with equal values at <c>by</c> (labelled by <see cref="labelsAt"/>), in first-seen order.
 let groups (by: string list) (records: Record list) =
-    records
-    |> List.groupBy (fun r -> by |> List.map (fun p -> configValue r p |> Option.defaultValue "–"))
+    let labels = [ for p in by -> labelsAt p records ] |> List.transpose
+    let keys = if by.IsEmpty then records |> List.map (fun _ -> []) else labels
+    List.zip keys records
+    |> List.groupBy fst
+    |> List.map (fun (key, members) -> key, List.map snd members)
 
 /// The metrics a table shows by default: the test metrics all records have, then trained parameters and minutes.
 let defaultMetrics (records: Record list) =

@@ -161,9 +161,8 @@ let ofJson (node: JsonNode) =
       Error = (match o.["error"] with null -> None | e -> Some(e.GetValue<string>())) }
 
 /// A value of the trial's configuration by dotted path ("training.learning_rate.peak"), as text; None when absent.
-/// A configuration value as a table cell or legend label: strings bare, and an object as its "name" followed by its
-/// other leaves as dotted key=value pairs ("mpoe experts=8 share_central=false"), not as JSON text.
-let rec valueLabel (node: JsonNode) =
+/// An object-valued configuration field as its "name" (if a string) and its other leaves as (dotted key, value text).
+let valueParts (o: JsonObject) =
     let leaf (n: JsonNode) =
         match n with
         | null -> "null"
@@ -174,22 +173,32 @@ let rec valueLabel (node: JsonNode) =
             let key = if prefix = "" then k else prefix + "." + k
             match v with
             | :? JsonObject as inner -> yield! pairs key inner
-            | v -> yield key + "=" + leaf v ]
-    match node with
-    | :? JsonObject as o ->
-        let name = match o.["name"] with | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> [ v.GetValue<string>() ] | _ -> []
-        let rest = pairs "" o |> List.filter (fun p -> not (name.Length = 1 && p = "name=" + name.Head))
-        String.Join(" ", name @ rest)
-    | n -> leaf n
+            | v -> yield key, leaf v ]
+    let name = match o.["name"] with | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> Some(v.GetValue<string>()) | _ -> None
+    name, pairs "" o |> List.filter (fun (k, _) -> not (k = "name" && name.IsSome))
 
-let configValue (r: Record) (path: string) =
+/// A configuration value as a table cell or legend label: strings bare, and an object as its "name" followed by its
+/// other leaves as dotted key=value pairs ("mpoe experts=8 share_central=false"), not as JSON text.
+let valueLabel (node: JsonNode) =
+    match node with
+    | null -> "null"
+    | :? JsonObject as o ->
+        let name, rest = valueParts o
+        String.Join(" ", Option.toList name @ [ for k, v in rest -> k + "=" + v ])
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> v.GetValue<string>()
+    | n -> n.ToJsonString()
+
+/// The configuration node at a dotted path of a record's trial.
+let configNode (r: Record) (path: string) =
     let rec go (node: JsonNode) (parts: string list) =
         match node, parts with
         | null, _ -> None
-        | n, [] -> Some(valueLabel n)
+        | n, [] -> Some n
         | (:? JsonObject as o), p :: rest -> go o.[p] rest
         | _ -> None
     go r.Trial (List.ofArray (path.Split '.'))
+
+let configValue (r: Record) (path: string) = configNode r path |> Option.map valueLabel
 
 // ---- the store ----------------------------------------------------------------------------------------------------
 

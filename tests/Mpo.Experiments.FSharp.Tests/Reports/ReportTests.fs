@@ -55,7 +55,7 @@ let tests =
             Expect.stringContains lines.[1] records.[0].TrialId "the trials behind the row"
         }
 
-        test "an object-valued field reads as its name and key=value pairs in rows and legends, not as JSON" {
+        test "an object-valued field reads as its name and the key=value pairs that tell its records apart, not as JSON" {
             let withMethod (m: string) seed =
                 let r = synthetic "tiny-t5" 2e-4 seed [ "test.accuracy", 0.5 ] []
                 let trial = r.Trial.DeepClone().AsObject()
@@ -65,9 +65,12 @@ let tests =
                        withMethod """{"name":"mpoe","experts":8,"share_central":false,"squeeze":{"loss_gap":0.03}}""" 2L ]
             Expect.equal [ for r in rs -> configValue r "method" ]
                 [ Some "full"; Some "mpoe experts=8"; Some "mpoe experts=8 share_central=false squeeze.loss_gap=0.03" ] "labels"
+            // rows and legends show, per method name, only the leaves that tell its records apart
+            Expect.equal (Report.labelsAt "method" rs) [ "full"; "mpoe"; "mpoe share_central=false squeeze.loss_gap=0.03" ] "row labels"
             let md = Report.markdown [ "method" ] [ "test.accuracy" ] rs
-            Expect.stringContains md "| mpoe experts=8 share_central=false squeeze.loss_gap=0.03 | 1 |" "the row's key"
+            Expect.stringContains md "| mpoe share_central=false squeeze.loss_gap=0.03 | 1 |" "the row's key"
             Expect.isFalse (md.Contains "{") "no JSON in the table"
+            Expect.isFalse (md.Contains "experts=8") "a leaf equal in every mpoe record is left out"
         }
 
         test "the Pareto front is exactly the points no other point beats (brute force over random points)" {
@@ -77,6 +80,10 @@ let tests =
                 let dominated (x, y) = points |> List.exists (fun (_, x2, y2) -> x2 <= x && y2 >= y && (x2, y2) <> (x, y))
                 let expected = points |> List.filter (fun (_, x, y) -> not (dominated (x, y))) |> Set.ofList
                 Expect.equal (Figures.paretoFront points |> Set.ofList) expected "non-dominated set"
+                // lower is better (perplexity): the front of the mirrored metric
+                let loweredDominated (x, y) = points |> List.exists (fun (_, x2, y2) -> x2 <= x && y2 <= y && (x2, y2) <> (x, y))
+                let lowered = points |> List.filter (fun (_, x, y) -> not (loweredDominated (x, y))) |> Set.ofList
+                Expect.equal (Figures.paretoFrontBy false points |> Set.ofList) lowered "non-dominated set, lower is better"
         }
 
         test "every figure function draws the fields a record logged, and nothing for records without them" {
