@@ -25,6 +25,10 @@ let figures (folder: string) (by: string list) (metrics: string list) (records: 
       yield! save "error-vs-compression" (RecordPlots.errorVsCompression by finished)
       yield! save "entropy" (RecordPlots.entropy finished)
       yield! save "squeezing" (RecordPlots.squeezing (lead.Replace("test.", "dev.")) finished)
+      // an ablation grouped by one numeric field: the metric along that axis
+      match by with
+      | [ field ] -> yield! save (sprintf "%s-vs-%s" (lead.Replace("test.", "")) (field.Replace("method.", ""))) (RecordPlots.metricVsField lead field finished)
+      | _ -> ()
       // per-trial figures for the first trial of each group (a figure per trial of a large grid helps nobody)
       for _, members in Report.groups by finished do
           let r = List.head members

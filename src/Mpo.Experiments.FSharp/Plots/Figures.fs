@@ -92,3 +92,13 @@ let expertLoad (title: string) (layers: (string * float[]) list) =
         X = [ for e in 0 .. experts - 1 -> sprintf "expert %d" e ],
         Y = [ for name, _ in layers -> name ])
     |> Chart.withTitle title
+
+/// A metric (mean ± std over seeds, as error bars) against a numeric hyper-parameter of an ablation: the gradient
+/// mask's p_b, the number of experts or of cores. <c>points</c>: (value, mean, std).
+let sweep (title: string) (xTitle: string, logX: bool) (yTitle: string) (points: (float * float * float) list) =
+    let points = points |> List.sortBy (fun (x, _, _) -> x)
+    Chart.Line(x = [ for x, _, _ in points -> x ], y = [ for _, m, _ in points -> m ], Name = yTitle, ShowMarkers = true)
+    |> Chart.withYErrorStyle (Array = [ for _, _, s in points -> s ])
+    |> Chart.withXAxisStyle (xTitle, AxisType = logAxis logX)
+    |> Chart.withYAxisStyle yTitle
+    |> Chart.withTitle title

@@ -33,6 +33,26 @@ let accuracyVsParameters (metric: string) (by: string list) (records: Record lis
     if points.IsEmpty then None
     else Some(Figures.paretoBy (higherIsBetter metric) (sprintf "%s against trained parameters" metric) "trained parameters" metric points)
 
+/// <c>metric</c> (mean ± std over seeds) against a configuration field whose every group value is a number (an
+/// ablation's axis: method.gradient_mask, method.experts, method.cores). None when the field is not numeric or has
+/// fewer than two values.
+let metricVsField (metric: string) (field: string) (records: Record list) =
+    let parse (s: string) =
+        match Double.TryParse(s, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+        | true, x -> Some x
+        | _ -> None
+    let rows = Report.rows [ field ] [ metric ] records
+    let points =
+        [ for key, _, cells, _ in rows do
+            match key, cells with
+            | [ k ], [ _, a ] when a.Count > 0 -> yield parse k |> Option.map (fun x -> x, a.Mean, a.Std)
+            | _ -> yield None ]
+    if points.Length < 2 || points |> List.exists Option.isNone then None
+    else
+        let values = points |> List.choose id
+        let logX = values |> List.forall (fun (x, _, _) -> x > 0.0) && (values |> List.map (fun (x, _, _) -> x) |> fun xs -> List.max xs / List.min xs >= 8.0)
+        Some(Figures.sweep (sprintf "%s against %s (mean ± std over seeds)" metric field) (field, logX) metric values)
+
 /// Relative reconstruction error against the compression ratio ρ, one line per group.
 let errorVsCompression (by: string list) (records: Record list) =
     let lines =

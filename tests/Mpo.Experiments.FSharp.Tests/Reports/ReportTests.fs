@@ -96,6 +96,13 @@ let tests =
             Expect.stringContains (RecordPlots.entropy [ r ] |> Option.get |> html) "encoder.layer.0.intermediate.dense" "entropy per matrix"
             Expect.stringContains (RecordPlots.squeezing "dev.accuracy" [ r ] |> Option.get |> html) "0.88" "the trajectory's values"
             Expect.stringContains (RecordPlots.expertLoad r |> Option.get |> html) "expert 3" "one column per expert"
+            // an ablation axis: mean ± std per value of a numeric field; none for a field that is not numeric
+            let sweep = [ for lr, accs in [ 1e-4, [ 0.5; 0.7 ]; 4e-4, [ 0.9; 0.9 ] ] do
+                            for seed, acc in List.zip [ 1L; 2L ] accs -> synthetic "tiny-bert" lr seed [ "test.accuracy", acc ] [] ]
+            let swept = RecordPlots.metricVsField "test.accuracy" "training.learning_rate.peak" sweep |> Option.get |> html
+            Expect.stringContains swept "0.6" "the mean at lr 1e-4"
+            Expect.stringContains swept "0.1414213562" "its sample std as the error bar"
+            Expect.isNone (RecordPlots.metricVsField "test.accuracy" "model" records) "model names are no axis"
             Expect.isSome (RecordPlots.errorVsCompression [ "model" ] records) "error vs ρ"
             let bare = synthetic "tiny-bert" 1e-4 1L [ "test.accuracy", 0.5 ] []
             Expect.isNone (RecordPlots.spectra bare "x") "no spectra logged"
