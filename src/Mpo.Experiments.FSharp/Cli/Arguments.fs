@@ -43,9 +43,11 @@ type DemoArgs =
     | Out of dir: string
     | Quick
     | Truncation
+    | Seed of seed: int64
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Seed _ -> "the seed of every trial (training sample, initialization of new heads, order; default 42): rerun with others into the same --out to get mean ± std from mpo report."
             | Model _ -> "the pre-trained model: all-minilm-l6-v2 (default; arctic-embed-xs, tiny-bert, or a folder) for MPOP; with --truncation tiny-bert (default), tiny-gpt2, tiny-t5, or the encoders all-minilm-l6-v2, arctic-embed-xs (scored by how close their sentence embeddings stay to the dense model's)."
             | Out _ -> "folder for the store, table.md and the figures (default out/demo; with --truncation out/demo-truncation, report.json too)."
             | Quick -> "a smoke run (CI): the same grid on a few examples and updates; with --truncation one truncation and 4 held-out batches."

@@ -161,6 +161,7 @@ let mpop (args: ParseResults<DemoArgs>) =
     let outDir = args.GetResult(DemoArgs.Out, defaultValue = Path.Combine("out", "demo"))
     let quick = args.Contains DemoArgs.Quick
     let plan = Mpo.Experiments.FineTuning.MpopDemo.plan (args.GetResult(DemoArgs.Model, defaultValue = "all-minilm-l6-v2")) quick
+    let plan = match args.TryGetResult DemoArgs.Seed with Some seed -> { plan with Seed = seed } | None -> plan
     let folder = Mpo.Experiments.Models.ModelFolders.resolve plan.Model
     let clock = Stopwatch.StartNew()
     printfn "model: %s (pre-trained; the MPO methods decompose it with the tuner preset mpop: every MPOP matrix, 5 cores, full bonds)" folder
