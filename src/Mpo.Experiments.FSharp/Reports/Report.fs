@@ -45,10 +45,16 @@ let varying (records: Record list) =
 /// between the records of that name ("mpoe experts=16" beside "mpoe experts=8", "switch" alone): what tells the rows
 /// apart, not the defaults.
 let labelsAt (path: string) (records: Record list) =
-    let nodes = records |> List.map (fun r -> configNode r path)
-    let objects = nodes |> List.choose (function Some(:? JsonObject as o) -> Some(valueParts o) | _ -> None)
+    // each object's (name, leaves) read once, then used both to find the differing leaves and to label
+    let nodes =
+        records |> List.map (fun r ->
+            match configNode r path with
+            | Some(:? JsonObject as o) -> Some(Choice1Of2(valueParts o))
+            | Some n -> Some(Choice2Of2 n)
+            | None -> None)
     let shownKeys =
-        objects
+        nodes
+        |> List.choose (function Some(Choice1Of2 parts) -> Some parts | _ -> None)
         |> List.groupBy fst
         |> List.map (fun (name, members) ->
             let maps = members |> List.map (snd >> Map.ofList)
@@ -58,10 +64,9 @@ let labelsAt (path: string) (records: Record list) =
     [ for node in nodes ->
         match node with
         | None -> "–"
-        | Some(:? JsonObject as o) ->
-            let name, rest = valueParts o
+        | Some(Choice1Of2(name, rest)) ->
             String.Join(" ", Option.toList name @ [ for k, v in rest do if shownKeys.[name].Contains k then yield k + "=" + v ])
-        | Some n -> valueLabel n ]
+        | Some(Choice2Of2 n) -> valueLabel n ]
 
 /// Groups of records with equal values at <c>by</c> (labelled by <see cref="labelsAt"/>), in first-seen order.
 let groups (by: string list) (records: Record list) =
