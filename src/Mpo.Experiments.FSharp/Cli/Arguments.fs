@@ -136,7 +136,7 @@ type FinetuneArgs =
             match a with
             | Method _ -> "full (default: every parameter), lfa (MPOP_full+LFA: MPO-decomposed, central tensors frozen), mpop (LFA, then dimension squeezing), mpop-dir (truncated to --target-parameters, then LFA), lora, svd, last-layers (the baselines), switch (top-1), moe (top-2) with dense experts, mpoe (MPO experts sharing one central tensor; FFNs upcycled); adapter methods write <runs>/<model>-<task>-<method>/adapter/."
             | Mpo _ -> "the MPO methods' tuner: a preset (mpop: default, mpop-albert, mpop-albert-code, mpop-bert) or a tuner configuration file (JSON)."
-            | Mpo_Lr _ -> "learning rate of the MPO cores (MPOP's --mpo_lr; default: the main learning rate)."
+            | Mpo_Lr _ -> "learning rate of the MPO cores, no weight decay (MPOP's --mpo_lr; lfa, mpop, mpop-dir default: the main learning rate; mpoe: the experts' shared central and auxiliary tensors, default: trained like every other parameter)."
             | Loss_Gap _ -> "mpop: Δ, squeezing stops when the dev loss exceeds the loss before squeezing by more than this (default 0.03)."
             | Squeeze_Warmup _ -> "mpop: LFA updates before the first cut (default 10)."
             | Recovery_Steps _ -> "mpop: LFA updates after each cut before the dev loss is measured (default 10)."

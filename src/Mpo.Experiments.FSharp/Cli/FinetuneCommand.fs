@@ -25,7 +25,8 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
         | Some (flag, _) when not (List.contains name methods) ->
             invalidArg "method" (sprintf "%s is for --method %s, not %s" flag (String.Join("|", methods)) name)
         | _ -> ()
-    only [ "lfa"; "mpop"; "mpop-dir" ] [ "--mpo", args.Contains FinetuneArgs.Mpo; "--mpo-lr", args.Contains FinetuneArgs.Mpo_Lr ]
+    only [ "lfa"; "mpop"; "mpop-dir" ] [ "--mpo", args.Contains FinetuneArgs.Mpo ]
+    only [ "lfa"; "mpop"; "mpop-dir"; "mpoe" ] [ "--mpo-lr", args.Contains FinetuneArgs.Mpo_Lr ]
     only [ "mpop" ] [ "--loss-gap", args.Contains FinetuneArgs.Loss_Gap; "--squeeze-warmup", args.Contains FinetuneArgs.Squeeze_Warmup
                       "--recovery-steps", args.Contains FinetuneArgs.Recovery_Steps; "--max-cuts", args.Contains FinetuneArgs.Max_Cuts ]
     only [ "mpop"; "mpop-dir" ] [ "--target-parameters", args.Contains FinetuneArgs.Target_Parameters ]
@@ -75,7 +76,8 @@ let methodOf (args: ParseResults<FinetuneArgs>) =
               "gradient_mask", args.TryGetResult FinetuneArgs.Gradient_Mask |> Option.map node
               "share_central", (if args.Contains FinetuneArgs.No_Share_Central then Some(node false) else None)
               "balance_loss", args.TryGetResult FinetuneArgs.Balance_Loss |> Option.map node
-              "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node ]
+              "z_loss", args.TryGetResult FinetuneArgs.Z_Loss |> Option.map node
+              "mpo_learning_rate", args.TryGetResult FinetuneArgs.Mpo_Lr |> Option.map node ]
         | _ -> []   // full: no hyper-parameters of its own
     TrialJson.readMethod "--method" (objectOf (("name", Some(node name)) :: fields))
 

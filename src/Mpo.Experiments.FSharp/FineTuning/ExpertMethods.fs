@@ -20,7 +20,7 @@ let tunerConfig (kind: MoeKind) (e: ExpertSettings) =
     // the spec's method fields are the section's, except p_b (an object there), its mode, and the cores (top level)
     let moe = JsonObject()
     TrialJson.writeExperts moe e
-    for key in [ "gradient_mask"; "gradient_mask_mode"; "cores" ] do moe.Remove key |> ignore
+    for key in [ "gradient_mask"; "gradient_mask_mode"; "cores"; "mpo_learning_rate" ] do moe.Remove key |> ignore
     moe.["kind"] <- JsonValue.Create(MoeTunerConfig.NameOf kind)
     if e.GradientMask > 0.0 then
         let mask = JsonObject()
@@ -52,7 +52,8 @@ let private metrics (tuned: TunedModel) (tally: ExpertLoadTally) : Map<string, f
           "moe.router_parameters", float count.RouterParameters
           "moe.dropped_fraction", (if tokens = 0L then 0.0 else float dropped / float tokens) ]
 
-/// An MoE method of <c>kind</c>: the context's model upcycled; the batch loss is the task loss plus the routing losses
+/// An MoE method of <c>kind</c>: the context's model upcycled (MPO experts' cores in MPOP's group when the trial sets
+/// their learning rate); the batch loss is the task loss plus the routing losses
 /// (α·balance + β·z, logged as components), whose loads go to the tally; the loads and MoE metrics at the end.
 let upcycle (kind: MoeKind) (e: ExpertSettings) (ctx: Context) =
     let config = tunerConfig kind e
@@ -64,6 +65,8 @@ let upcycle (kind: MoeKind) (e: ExpertSettings) (ctx: Context) =
         | g when g.IsOff || g.Freezes -> []   // p_b = 1 froze the central tensors when applied
         | g -> [ g.Callback() :> TrainerCallback ]
     { full () with
+        // MPOP's group for the MPO experts' cores when the trial gives them their own learning rate (Trial.ExpertSettings)
+        ParameterGroups = (match e.MpoLearningRate with Some lr -> List.ofSeq (MpoTuner.ParameterGroupRules(System.Nullable lr)) | None -> [])
         Callbacks = (tally :> TrainerCallback) :: mask
         Loss =
             fun inputs forward ->

@@ -49,7 +49,15 @@ type ExpertSettings =
       Cores: int
       /// MPOE's parameter sharing (P2 §3.1): one central tensor per FFN matrix shared by the experts; false: every
       /// expert owns one (MPOE Table 3's "w/o PS"). MPOE only; specs write it only when false.
-      ShareCentral: bool }
+      ShareCentral: bool
+      /// MPO experts' cores (shared central and auxiliary tensors) in MPOP's own optimizer group: this learning rate,
+      /// no weight decay (MPOP's `--mpo_lr`). None: the trainer's default groups (the main learning rate; cores without decay,
+      /// as MPOE's released code). MPOE only; specs write it only when set. Why it matters: AdamW moves every element
+      /// by about the learning rate whatever its scale, so a core whose entries are r in size changes by lr/r per step,
+      /// and the product of m cores by about the sum of those. all-MiniLM-L6-v2's first FFN matrix (rms 0.064) becomes
+      /// cores of rms 0.016 (central), 0.044 and 0.036 (inner auxiliary), ~1 (outer): at one lr its experts move ~7×
+      /// faster than the dense matrix did, and MPOE's training there broke down at full fine-tuning's 5e-4.
+      MpoLearningRate: float option }
 
 /// An MoE method's defaults with n experts: its preset's routing and losses, no gradient mask, 5 cores.
 let expertDefaults (kind: Mpo.Tuning.MoeKind) (experts: int) =
@@ -63,7 +71,8 @@ let expertDefaults (kind: Mpo.Tuning.MoeKind) (experts: int) =
       GradientMask = 0.0
       GradientMaskMode = "skip_step"
       Cores = 5
-      ShareCentral = true }
+      ShareCentral = true
+      MpoLearningRate = None }
 
 /// What a trial trains and how.
 [<RequireQualifiedAccess>]
@@ -219,6 +228,10 @@ let expertProblems (t: Trial) =
           if not (List.contains e.GradientMaskMode [ "skip_step"; "mask_update"; "mask_gradient" ]) then
               "method.gradient_mask_mode", sprintf "'%s' is not one of skip_step, mask_update, mask_gradient" e.GradientMaskMode
           if e.Cores < 2 then "method.cores", sprintf "an MPO needs at least 2 cores, got %d" e.Cores
+          match e.MpoLearningRate with
+          | Some lr when not (Double.IsFinite lr && lr > 0.0) -> "method.mpo_learning_rate", sprintf "must be positive and finite, got %g" lr
+          | Some _ when t.Method.Name <> "mpoe" -> "method.mpo_learning_rate", sprintf "is the learning rate of MPO experts' cores; %s has dense experts" t.Method.Name
+          | _ -> ()
           if not e.ShareCentral && t.Method.Name <> "mpoe" then
               "method.share_central", sprintf "is about the central tensors of MPO experts; %s has dense experts" t.Method.Name
           // the mask corrects the shared tensor's unbalanced updates (P2 §3.2): unshared experts have none to correct

@@ -126,7 +126,7 @@ let methodNames =
       (Method.MpopDir(defaultMpoTuning, 1L)).Name; "lora"; "svd"; "last-layers"; "switch"; "moe"; "mpoe" ]
 
 /// The fields of an MoE method (ExpertSettings), as specs write them.
-let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores"; "share_central" ]
+let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores"; "share_central"; "mpo_learning_rate" ]
 
 /// `{"name": "mpoe", "experts": 8, "gradient_mask": 0.5, ...}`: absent fields take the method's preset (with its
 /// experts); `"capacity_factor": null` is no dropping.
@@ -144,7 +144,8 @@ let readExperts (path: string) (kind: Mpo.Tuning.MoeKind) (o: JsonObject) =
       GradientMask = get "gradient_mask" readFloat d.GradientMask
       GradientMaskMode = get "gradient_mask_mode" readString d.GradientMaskMode
       Cores = get "cores" readInt d.Cores
-      ShareCentral = get "share_central" readBool d.ShareCentral }
+      ShareCentral = get "share_central" readBool d.ShareCentral
+      MpoLearningRate = optional o "mpo_learning_rate" |> Option.map (readFloat (join path "mpo_learning_rate")) }
 
 let writeExperts (o: JsonObject) (e: ExpertSettings) =
     o.["experts"] <- JsonValue.Create e.Experts
@@ -158,6 +159,7 @@ let writeExperts (o: JsonObject) (e: ExpertSettings) =
     o.["cores"] <- JsonValue.Create e.Cores
     // only when off: trials written before the switch existed keep their JSON, hence their IDs
     if not e.ShareCentral then o.["share_central"] <- JsonValue.Create false
+    e.MpoLearningRate |> Option.iter (fun lr -> o.["mpo_learning_rate"] <- JsonValue.Create lr)
 
 /// A baseline's hyper-parameters, read by its C# configuration (the field names of its adapter_config.json); a
 /// problem names the field under the method's path.
