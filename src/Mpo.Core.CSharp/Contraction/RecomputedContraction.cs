@@ -56,26 +56,39 @@ public static class RecomputedContraction
             return nn.functional.linear(x, w, bias).MoveToOuterDisposeScope();
         }
 
+        // The gradients a backward call returns are read by the autograd engine only after the call returns, so their
+        // handles cannot be disposed inside it; left to the caller's dispose scope (the one around backward()), every
+        // call's gradients — a central-tensor-sized one per expert and matrix — would stay allocated until the whole
+        // backward pass ends, and hold AccumulateGrad to copying rather than taking them. The engine holds its own
+        // reference once a call has returned, so each call releases the handles the previous one handed over.
+        [ThreadStatic] static List<Tensor>? handedOver;
+
+        static void ReleaseHandedOver()
+        {
+            if (handedOver is null) return;
+            foreach (var t in handedOver) t.Dispose();
+            handedOver.Clear();
+        }
+
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {
+            ReleaseHandedOver();
             var saved = ctx.get_saved_variables();
             var x = saved[0];
             var cores = saved.Skip(1).ToList();
             var f = (MpoFactorization)ctx.get_data("factorization");
             bool hasBias = (bool)ctx.get_data("bias");
-            // The gradients are handed to the autograd engine after this returns: they must not be disposed here, so
-            // they are made in the caller's scope (the one around backward()) and only the rebuild lives in this one.
-            Tensor gradInput, gradWeight;
+            Tensor gradInput;
             Tensor? gradBias = null;
             var gradCores = new Tensor?[cores.Count];
-            var g = gradOutput.reshape(-1, f.Rows);
-            var flat = x.reshape(-1, f.Cols);
-            gradWeight = g.t().matmul(flat);
-            if (hasBias) gradBias = g.sum(0L);
             var wanted = Enumerable.Range(0, cores.Count).Where(k => cores[k].requires_grad).ToList();
             using (var scope = NewDisposeScope())
             using (enable_grad())
             {
+                // dW = gᵀ·x [Rows, Cols] lives only here: the cores' gradients are contracted from it
+                var g = gradOutput.reshape(-1, f.Rows);
+                var gradWeight = g.t().matmul(x.reshape(-1, f.Cols));
+                if (hasBias) gradBias = g.sum(0L).MoveToOuterDisposeScope();
                 var leaves = cores.Select((c, k) => c.detach().requires_grad_(wanted.Contains(k))).ToList();
                 var w = MpoContraction.Reconstruct(leaves, f);
                 gradInput = gradOutput.matmul(w.detach()).MoveToOuterDisposeScope();
@@ -85,6 +98,16 @@ public static class RecomputedContraction
                     for (int i = 0; i < wanted.Count; i++) gradCores[wanted[i]] = grads[i].MoveToOuterDisposeScope();
                 }
             }
+            var returned = new List<Tensor> { gradInput };
+            if (gradBias is not null) returned.Add(gradBias);
+            returned.AddRange(gradCores.Where(t => t is not null).Select(t => t!));
+            handedOver ??= new List<Tensor>();
+            foreach (var t in returned) handedOver.Add(t.DetachFromDisposeScope());
+            // The handles this call was given (the incoming gradient; x and the cores, unpacked from the saved variables)
+            // are its own (TorchSharp wraps a fresh native reference for each) and not read after it returns; left to
+            // the caller's scope, every call's incoming gradient [tokens, Rows] would also live until backward ends.
+            gradOutput.Dispose();
+            foreach (var t in saved) t.Dispose();
             var result = new List<Tensor> { null!, gradInput, gradBias! };
             result.AddRange(gradCores.Select(t => t!));
             return result;

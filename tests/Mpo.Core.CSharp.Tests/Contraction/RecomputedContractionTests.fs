@@ -1,5 +1,5 @@
 /// The rebuild-again-in-backward linear map against autograd through the plain rebuild: same outputs, same gradients
-/// (x, bias, every core; none for a frozen one), no tensors left behind.
+/// (x, bias, every core; none for a frozen one), no tensors left behind, none kept in the caller's scope by backward.
 module Mpo.Core.Tests.RecomputedContractionTests
 
 open Expecto
@@ -57,5 +57,24 @@ let tests =
             let before = DisposeScopeManager.Statistics.ThreadTotalLiveCount
             for _ in 1 .. 20 do step ()
             Expect.equal DisposeScopeManager.Statistics.ThreadTotalLiveCount before "live tensors flat"
+        }
+    
+        test "backward through many calls keeps no call's tensors in the caller's scope (dW, the cores' gradients, the incoming gradient)" {
+            // Each call's dW and central-sized core gradients, left to the scope around backward(), would stay allocated
+            // until the whole backward pass ends: with n experts × 2 matrices per MoE layer, n full matrices' worth.
+            let f = MpoFactorization([| 2; 3; 2 |], [| 2; 2; 3 |])
+            let cores, x, b, r = problem f 11 4L
+            let cs = cores |> List.map (fun c -> leaf c true)
+            let growth calls =
+                use scope = torch.NewDisposeScope()
+                let loss = [ for _ in 1 .. calls -> (RecomputedContraction.LinearReconstructed(x, Array.ofList cs, f, b) * r).sum() ] |> List.reduce (+)
+                let before = DisposeScopeManager.Statistics.ThreadTotalLiveCount
+                loss.backward()
+                let after = DisposeScopeManager.Statistics.ThreadTotalLiveCount
+                for c in cs do c.grad <- null
+                after - before
+            growth 1 |> ignore   // the first backward releases what an earlier test's last call handed over
+            Expect.equal (growth 1) 0L "one call: nothing left in the caller's scope"
+            Expect.equal (growth 12) 0L "12 calls: nothing either (it did not grow with the calls)"
         }
     ]
