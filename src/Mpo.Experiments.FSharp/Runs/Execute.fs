@@ -68,7 +68,9 @@ let attempt (store: Store) (id: string) (trial: Trial) (labels: Map<string, stri
     let record status metrics series extra error =
         { TrialId = id; Status = status; Trial = TrialJson.writeTrial trial; Seed = trial.Seed; Code = codeVersion.Force()
           Metrics = metrics; Series = series
-          Labels = Map.fold (fun acc k v -> Map.add k v acc) extra labels
+          // the trial's ID hashes its configuration only, and the same trial under another torch thread count gives
+          // other round-off (hence, over a run, other numbers): the record says which it ran with
+          Labels = Map.fold (fun acc k v -> Map.add k v acc) extra labels |> Map.add "torch_threads" (string (TorchSharp.torch.get_num_threads ()))
           WallSeconds = clock.Elapsed.TotalSeconds; StartedAt = started; FinishedAt = DateTimeOffset.Now
           Host = Environment.MachineName; Error = error }
     let result =

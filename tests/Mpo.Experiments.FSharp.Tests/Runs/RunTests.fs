@@ -65,6 +65,8 @@ let tests =
                     Expect.equal (r.Trial.["data"].GetValue<string>()) good "the full configuration"
                     Expect.equal r.Code.Commit.Length 40 "a git commit"
                     Expect.equal r.Labels.["head"] "BertForSequenceClassification" "labels"
+                    let threads = int r.Labels.["torch_threads"]
+                    Expect.isTrue (threads >= 1 && threads <= Environment.ProcessorCount) $"the torch thread count it ran with ({threads})"
                 for KeyValue(_, r) in records |> Map.filter (fun _ r -> r.Status = Failed) do
                     Expect.stringContains (defaultArg r.Error "") "dev.tsv" "the error is recorded, naming the file"
                 let before = [ for KeyValue(id, _) in finished -> id, File.ReadAllText(store.RecordFile id) ]
