@@ -35,3 +35,19 @@ let inTempDir (action: string -> unit) =
     try action dir.FullName finally dir.Delete true
 
 let repoFile = Mpo.Tests.RepoFiles.find
+
+/// A trial of `model` on spam whose "method" is the JSON text given, read as a spec's trial is.
+let trialWithMethod (model: string) (methodJson: string) =
+    Mpo.Experiments.Specs.TrialJson.readTrial "" (Text.Json.Nodes.JsonNode.Parse(sprintf """{ "model": "%s", "task": "spam", "method": %s }""" model methodJson))
+
+/// `mpo finetune`'s method from its flags, through the command's own reader.
+let finetuneMethod (args: string list) =
+    let parser = Argu.ArgumentParser.Create<Mpo.Experiments.Cli.Arguments.FinetuneArgs>(programName = "mpo finetune")
+    Mpo.Experiments.Cli.FinetuneCommand.methodOf (parser.Parse(Array.ofList args))
+
+/// Asserts that `flag` given to `mpo finetune --method <methodName>` is refused, the message naming the flag and the method.
+let flagRefused (methodName: string) (flag: string list) =
+    let e = Expecto.Expect.throwsC (fun () -> finetuneMethod ([ "--method"; methodName ] @ flag) |> ignore) id
+    Expecto.Expect.stringContains e.Message (List.head flag) "names the flag"
+    Expecto.Expect.stringContains e.Message ("not " + methodName) "and the method"
+

@@ -5,15 +5,12 @@ module Mpo.Experiments.Tests.Specs.MethodSpecTests
 
 open System.IO
 open System.Text.Json.Nodes
-open Argu
 open Expecto
-open Mpo.Experiments.Cli
 open Mpo.Experiments.Specs
 open Mpo.Experiments.Specs.Trial
 open Mpo.Experiments.Tests.Support
 
-let private trialWith (methodJson: string) =
-    TrialJson.readTrial "" (JsonNode.Parse(sprintf """{ "model": "tiny-bert", "task": "spam", "method": %s }""" methodJson))
+let private trialWith = trialWithMethod "tiny-bert"
 
 let private error (methodJson: string) =
     try
@@ -47,8 +44,7 @@ let tests =
         }
 
         test "the finetune flags of every MPOP method give the trial ID of the equivalent spec; a flag of another method is an error naming it" {
-            let parser = ArgumentParser.Create<Arguments.FinetuneArgs>(programName = "mpo finetune")
-            let flags (args: string list) = FinetuneCommand.methodOf (parser.Parse(Array.ofList args))
+            let flags = finetuneMethod
             let fromFlags args = { create "tiny-bert" "spam" with Method = flags args }
             let cases =
                 [ [ "--method"; "mpop"; "--loss-gap"; "0.1"; "--squeeze-warmup"; "4"; "--recovery-steps"; "2"; "--max-cuts"; "12"
