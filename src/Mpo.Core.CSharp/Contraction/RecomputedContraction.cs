@@ -98,11 +98,6 @@ public static class RecomputedContraction
                     for (int i = 0; i < wanted.Count; i++) gradCores[wanted[i]] = grads[i].MoveToOuterDisposeScope();
                 }
             }
-            var returned = new List<Tensor> { gradInput };
-            if (gradBias is not null) returned.Add(gradBias);
-            returned.AddRange(gradCores.Where(t => t is not null).Select(t => t!));
-            handedOver ??= new List<Tensor>();
-            foreach (var t in returned) handedOver.Add(t.DetachFromDisposeScope());
             // The handles this call was given (the incoming gradient; x and the cores, unpacked from the saved variables)
             // are its own (TorchSharp wraps a fresh native reference for each) and not read after it returns; left to
             // the caller's scope, every call's incoming gradient [tokens, Rows] would also live until backward ends.
@@ -110,6 +105,8 @@ public static class RecomputedContraction
             foreach (var t in saved) t.Dispose();
             var result = new List<Tensor> { null!, gradInput, gradBias! };
             result.AddRange(gradCores.Select(t => t!));
+            handedOver ??= new List<Tensor>();
+            foreach (var t in result) if (t is not null) handedOver.Add(t.DetachFromDisposeScope());
             return result;
         }
     }

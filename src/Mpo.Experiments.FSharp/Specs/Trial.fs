@@ -174,13 +174,17 @@ let defaultSeed = 42L
 let create (model: string) (task: string) =
     { Model = model; Task = task; Data = None; Method = Method.Full; Training = defaultTraining; Seed = defaultSeed }
 
+/// What is wrong with the MPO cores' own learning rate of a method (MPOP's methods and MPOE alike).
+let private mpoLearningRateProblems (lr: float option) =
+    [ match lr with
+      | Some lr when not (Double.IsFinite lr && lr > 0.0) -> "method.mpo_learning_rate", sprintf "must be positive and finite, got %g" lr
+      | _ -> () ]
+
 /// What is wrong with a method's hyper-parameters, as (field path, message) pairs.
 let methodProblems (m: Method) =
     let tuning (m: MpoTuning) =
         [ if String.IsNullOrWhiteSpace m.Tuner then "method.mpo", "must name a tuner preset or configuration file"
-          match m.MpoLearningRate with
-          | Some lr when not (Double.IsFinite lr && lr > 0.0) -> "method.mpo_learning_rate", sprintf "must be positive and finite, got %g" lr
-          | _ -> () ]
+          yield! mpoLearningRateProblems m.MpoLearningRate ]
     match m with
     | Method.Full -> []
     // the baselines' configurations check themselves when read (their C# FromJson names the field)
@@ -228,10 +232,9 @@ let expertProblems (t: Trial) =
           if not (List.contains e.GradientMaskMode [ "skip_step"; "mask_update"; "mask_gradient" ]) then
               "method.gradient_mask_mode", sprintf "'%s' is not one of skip_step, mask_update, mask_gradient" e.GradientMaskMode
           if e.Cores < 2 then "method.cores", sprintf "an MPO needs at least 2 cores, got %d" e.Cores
-          match e.MpoLearningRate with
-          | Some lr when not (Double.IsFinite lr && lr > 0.0) -> "method.mpo_learning_rate", sprintf "must be positive and finite, got %g" lr
-          | Some _ when t.Method.Name <> "mpoe" -> "method.mpo_learning_rate", sprintf "is the learning rate of MPO experts' cores; %s has dense experts" t.Method.Name
-          | _ -> ()
+          yield! mpoLearningRateProblems e.MpoLearningRate
+          if e.MpoLearningRate.IsSome && t.Method.Name <> "mpoe" then
+              "method.mpo_learning_rate", sprintf "is the learning rate of MPO experts' cores; %s has dense experts" t.Method.Name
           if not e.ShareCentral && t.Method.Name <> "mpoe" then
               "method.share_central", sprintf "is about the central tensors of MPO experts; %s has dense experts" t.Method.Name
           // the mask corrects the shared tensor's unbalanced updates (P2 §3.2): unshared experts have none to correct

@@ -128,6 +128,10 @@ let methodNames =
 /// The fields of an MoE method (ExpertSettings), as specs write them.
 let expertFields = [ "name"; "experts"; "top_k"; "capacity_factor"; "balance_loss"; "z_loss"; "jitter"; "gradient_mask"; "gradient_mask_mode"; "cores"; "share_central"; "mpo_learning_rate" ]
 
+/// The MPO cores' own learning rate of a method (MPOP's methods and MPOE), when it gives one.
+let private readMpoLearningRate (path: string) (o: JsonObject) =
+    optional o "mpo_learning_rate" |> Option.map (readFloat (join path "mpo_learning_rate"))
+
 /// `{"name": "mpoe", "experts": 8, "gradient_mask": 0.5, ...}`: absent fields take the method's preset (with its
 /// experts); `"capacity_factor": null` is no dropping.
 let readExperts (path: string) (kind: Mpo.Tuning.MoeKind) (o: JsonObject) =
@@ -145,7 +149,7 @@ let readExperts (path: string) (kind: Mpo.Tuning.MoeKind) (o: JsonObject) =
       GradientMaskMode = get "gradient_mask_mode" readString d.GradientMaskMode
       Cores = get "cores" readInt d.Cores
       ShareCentral = get "share_central" readBool d.ShareCentral
-      MpoLearningRate = optional o "mpo_learning_rate" |> Option.map (readFloat (join path "mpo_learning_rate")) }
+      MpoLearningRate = readMpoLearningRate path o }
 
 let writeExperts (o: JsonObject) (e: ExpertSettings) =
     o.["experts"] <- JsonValue.Create e.Experts
@@ -174,7 +178,7 @@ let private mpoFields = [ "mpo"; "mpo_learning_rate" ]
 
 let private readMpoTuning (path: string) (o: JsonObject) =
     { Tuner = optional o "mpo" |> Option.map (readString (join path "mpo")) |> Option.defaultValue defaultMpoTuning.Tuner
-      MpoLearningRate = optional o "mpo_learning_rate" |> Option.map (readFloat (join path "mpo_learning_rate")) }
+      MpoLearningRate = readMpoLearningRate path o }
 
 let private writeMpoTuning (o: JsonObject) (m: MpoTuning) =
     o.["mpo"] <- JsonValue.Create m.Tuner
